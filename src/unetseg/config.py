@@ -1,0 +1,97 @@
+"""Settings as plain dataclasses: the model, the training recipe and the split."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """What to build: a registry name and its hyper-parameters."""
+
+    name: str = "unet"
+    in_channels: int = 3
+    num_classes: int = 1  # 1 = binary (sigmoid); >1 = softmax over classes
+    base_width: int = 32
+    depth: int = 5  # levels, the deepest without pooling; inputs are padded to a multiple of 2**(depth-1)
+    batch_norm: bool = False
+    dropout: float = 0.0
+
+    @property
+    def size_multiple(self) -> int:
+        return 2 ** (self.depth - 1)
+
+
+@dataclass
+class SplitConfig:
+    """A seeded split: integers are counts, floats are fractions of the dataset."""
+
+    test: float | int = 300
+    val: float | int = 250
+    seed: int = 42
+    # counts only apply to datasets at least this large; smaller ones use the fractions below
+    min_size_for_counts: int = 1000
+    small_test: float = 0.1
+    small_val: float = 0.1
+
+
+@dataclass
+class Recipe:
+    """How to train."""
+
+    name: str = "seed"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 18
+    batch_size: int = 32
+    image_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "bce"
+    schedule: str = "plateau"  # plateau | none
+    plateau_factor: float = 0.3
+    plateau_patience: int = 3
+    early_stopping_patience: int = 5  # 0 switches it off
+    monitor: str = "val_loss"  # which validation figure picks best.safetensors and drives the schedule
+    seed: int = 42
+    mask_threshold: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+        d = dict(d)
+        model = ModelConfig(**d.pop("model", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(model=model, **{k: v for k, v in d.items() if k in known})
+
+
+def _seed() -> Recipe:
+    """SEED.md: Keras U-Net, BCE, Adam 1e-3, batch 32, 18 epochs, 128 px, plateau 0.3/3, early stop 5."""
+    return Recipe(name="seed")
+
+
+def _quick() -> Recipe:
+    """A small U-Net with batch norm for a few minutes on 2 cores: the `make run` demo."""
+    return Recipe(
+        name="quick",
+        model=ModelConfig(name="unet-bn", base_width=16, batch_norm=True),
+        epochs=4,
+        batch_size=16,
+        image_size=128,
+        early_stopping_patience=0,
+        monitor="val_miou",
+    )
+
+
+RECIPES = {"seed": _seed, "quick": _quick}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]()
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None

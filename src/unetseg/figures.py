@@ -1,0 +1,58 @@
+"""Figures: training curves and test image | true mask | predicted mask grids (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """Loss (train, validation) and validation mean IoU per epoch."""
+    epochs = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    a.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+    a.set(xlabel="epoch", ylabel="loss", title="Loss")
+    a.legend()
+    b.plot(epochs, [r["val_miou"] for r in history], "o-", color="tab:green")
+    b.set(xlabel="epoch", ylabel="mean IoU", title="Validation mean IoU")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_predictions(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, names: list[str],
+                     scores: np.ndarray, path: Path) -> None:
+    """One row per chip: the image, its true mask, the predicted mask (titled with the chip's IoU)."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    for i in range(n):
+        img = images[i] if images[i].shape[-1] == 3 else images[i][..., :3]
+        for ax, a, title in zip(axes[i], (img, truth[i], pred[i]),
+                                (names[i], "true mask", f"predicted (IoU {scores[i]:.2f})")):
+            ax.imshow(a, cmap=None if a.ndim == 3 else "gray", vmin=0, vmax=None if a.ndim == 3 else 1,
+                      interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_histogram(values: np.ndarray, path: Path, xlabel: str = "per-image water IoU") -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(values, bins=20, range=(0, 1), color="tab:blue", edgecolor="white")
+    ax.set(xlabel=xlabel, ylabel="test images", title=f"{xlabel} (median {np.median(values):.2f})")
+    _save(fig, path)

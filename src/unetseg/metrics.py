@@ -1,0 +1,72 @@
+"""Segmentation metrics from one confusion matrix accumulated over every pixel (the seed's Keras MeanIoU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+
+class ConfusionAccumulator:
+    """Accumulates a K x K confusion matrix (rows: truth, columns: prediction) with torchmetrics."""
+
+    def __init__(self, num_classes: int = 2):
+        self.num_classes = num_classes
+        self.metric = MulticlassConfusionMatrix(num_classes=num_classes)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred, target: integer class maps of the same shape."""
+        self.metric.update(pred.reshape(-1).long().cpu(), target.reshape(-1).long().cpu())
+
+    def matrix(self) -> np.ndarray:
+        return self.metric.compute().numpy().astype(np.int64)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.divide(a, b, out=np.full_like(a, np.nan), where=b > 0)
+
+
+def scores_from_confusion(cm: np.ndarray, class_names: list[str] | None = None) -> dict:
+    """Per-class IoU and their mean; for two classes also water IoU, Dice, precision, recall, accuracy."""
+    cm = np.asarray(cm, dtype=np.int64)
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+    iou = _safe_div(tp, tp + fp + fn)
+    k = cm.shape[0]
+    names = class_names or (["background", "water"] if k == 2 else [f"class_{i}" for i in range(k)])
+    out = {
+        "mean_iou": float(np.nanmean(iou)) if not np.all(np.isnan(iou)) else float("nan"),
+        "per_class_iou": {n: float(v) for n, v in zip(names, iou)},
+        "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "pixels": int(cm.sum()),
+    }
+    if k == 2:
+        t, p, n = tp[1], fp[1], fn[1]
+        out |= {
+            "water_iou": float(iou[1]),
+            "dice": float(_safe_div(2 * t, 2 * t + p + n)),
+            "precision": float(_safe_div(t, t + p)),
+            "recall": float(_safe_div(t, t + n)),
+        }
+    return out
+
+
+def per_image_iou(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Water IoU of each image in (N, H, W) binary maps; 1.0 where both are empty."""
+    pred, target = pred.astype(bool), target.astype(bool)
+    inter = (pred & target).sum(axis=(1, 2))
+    union = (pred | target).sum(axis=(1, 2))
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def distribution(values: np.ndarray) -> dict:
+    """Summary of a per-image metric: mean, quantiles and a 10-bin histogram over [0, 1]."""
+    v = np.asarray(values, dtype=np.float64)
+    hist, edges = np.histogram(v, bins=10, range=(0.0, 1.0))
+    return {
+        "n": int(v.size), "mean": float(v.mean()), "std": float(v.std()),
+        "quantiles": {q: float(np.quantile(v, float(q))) for q in ("0.05", "0.25", "0.5", "0.75", "0.95")},
+        "histogram": {"edges": [round(float(e), 2) for e in edges], "counts": hist.tolist()},
+    }

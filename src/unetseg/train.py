@@ -1,0 +1,170 @@
+"""The training loop: one obvious path from chips to checkpoints, history and curves."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .checkpoint import save_checkpoint
+from .config import Recipe
+from .data.cache import Chips
+from .infer import to_input
+from .io import write_text_atomic
+from .metrics import ConfusionAccumulator, scores_from_confusion
+from .models import build_model, count_parameters
+from .runtime import Runtime
+
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "seconds", "images_per_s"]
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE on one logit channel (target (N, H, W) in {0, 1}); cross-entropy for several classes."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], target.float())
+    return F.cross_entropy(logits, target.long())
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r} (adam, adamw)")
+
+
+@torch.inference_mode()
+def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_classes: int) -> dict:
+    """Mean loss and confusion-matrix scores over a set of chips, predictions thresholded at 0.5."""
+    model.eval()
+    acc = ConfusionAccumulator(max(2, num_classes))
+    total, n = 0.0, 0
+    for i in range(0, len(chips.stems), batch_size):
+        x = to_input(chips.images[i:i + batch_size], rt.device)
+        y = torch.as_tensor(np.asarray(chips.masks[i:i + batch_size]), device=rt.device)
+        with rt.autocast():
+            logits = model(x)
+        total += loss_fn(logits, y).item() * len(x)
+        n += len(x)
+        pred = (logits[:, 0] > 0) if logits.shape[1] == 1 else logits.argmax(1)
+        acc.update(pred, y)
+    return {"loss": total / max(n, 1), **scores_from_confusion(acc.matrix())}
+
+
+@dataclass
+class EarlyStopper:
+    """Stops after `patience` epochs without improvement of the monitored figure (0 = never)."""
+
+    patience: int
+    mode: str  # "min" or "max"
+    best: float = math.nan
+    bad_epochs: int = 0
+
+    def improved(self, value: float) -> bool:
+        better = math.isnan(self.best) or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
+          progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir."""
+    from .figures import plot_curves
+
+    torch.manual_seed(recipe.seed)
+    model = build_model(recipe.model).to(rt.device, memory_format=torch.channels_last)
+    opt = make_optimizer(model, recipe)
+    mode = "min" if recipe.monitor == "val_loss" else "max"
+    sched = None
+    if recipe.schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode=mode, factor=recipe.plateau_factor, patience=recipe.plateau_patience,
+            threshold=1e-4, threshold_mode="abs")  # Keras: min_delta=1e-4, absolute
+    scaler = torch.amp.GradScaler(enabled=rt.precision == "fp16")
+    stopper = EarlyStopper(recipe.early_stopping_patience, mode)
+    log(f"model {recipe.model.name}: {count_parameters(model):,} parameters; {rt.describe()}")
+    log(f"train {len(train_chips.stems)} chips, validate {len(val_chips.stems)}, "
+        f"{recipe.epochs} epochs of batch {recipe.batch_size} at {recipe.image_size} px")
+
+    images = torch.from_numpy(np.ascontiguousarray(train_chips.images))
+    masks = torch.from_numpy(np.ascontiguousarray(train_chips.masks))
+    gen = torch.Generator().manual_seed(recipe.seed)
+    history: list[dict] = []
+    best_info: dict = {}
+    started = time.perf_counter()
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(images), generator=gen)
+        batches = order.split(recipe.batch_size)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress,
+                   leave=False, dynamic_ncols=True)
+        seen, loss_sum = 0, 0.0
+        for idx in bar:
+            x = to_input(images[idx], rt.device)
+            y = masks[idx].to(rt.device)
+            with rt.autocast():
+                logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+        train_seconds = time.perf_counter() - t0
+        val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes)
+        row = {
+            "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "val_loss": round(val["loss"], 6),
+            "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
+            "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
+            "images_per_s": round(seen / train_seconds, 2),
+        }
+        history.append(row)
+        monitored = row["val_loss"] if recipe.monitor == "val_loss" else row["val_miou"]
+        info = {"epoch": epoch, "recipe": recipe.to_dict(), "validation": val, "runtime": rt.describe(),
+                "train_seconds_so_far": round(time.perf_counter() - started, 1)}
+        improved = stopper.improved(monitored)
+        if improved:
+            best_info = info
+            save_checkpoint(run_dir, "best", model, info)
+        save_checkpoint(run_dir, "last", model, info)
+        write_history(run_dir / "history.csv", history)
+        log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+            f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
+            + ("  *best" if improved else ""))
+        if sched is not None:
+            sched.step(monitored)
+        if stopper.should_stop:
+            log(f"early stop: {recipe.monitor} did not improve for {recipe.early_stopping_patience} epochs")
+            break
+    plot_curves(history, run_dir / "curves.png")
+    return {"history": history, "best": best_info, "seconds": round(time.perf_counter() - started, 1),
+            "parameters": count_parameters(model)}

@@ -1,0 +1,148 @@
+"""Run folders: prepare data and split, train, evaluate, report. The CLI calls these and nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from .config import Recipe, SplitConfig
+from .data.cache import Chips, load_chips
+from .data.errors import DataError
+from .data.folder import scan_folder
+from .data.split import check_split, load_split, make_split, save_split
+from .evaluate import SEED_MEAN_IOU, evaluate_run
+from .io import write_text_atomic
+from .runtime import Runtime, cpu_model
+from .train import train
+
+DEFAULT_DATA = Path("../shared/data/water-bodies")
+
+
+def default_data_dir() -> Path:
+    """UNETSEG_DATA, or ../shared/data/water-bodies."""
+    return Path(os.environ.get("UNETSEG_DATA") or DEFAULT_DATA)
+
+
+def prepare_out_dir(out: Path, overwrite: bool) -> None:
+    """A run folder must be new or empty, unless --overwrite (which clears it)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"{out}: output folder is not empty (use --overwrite to replace it)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+@dataclasses.dataclass
+class RunData:
+    chips: Chips
+    split: dict[str, list[str]]
+    messages: list[str]
+
+    def part(self, name: str) -> Chips:
+        return self.chips.subset(self.split[name])
+
+
+def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split_file: Path | None = None,
+              split_cfg: SplitConfig | None = None, progress: bool = True, limit: int | None = None) -> RunData:
+    """Scan, decode (cached) and split; reuse `split_file` when it exists so the test set never changes."""
+    scan = scan_folder(data)
+    messages = [m for m in [scan.unpaired_message()] if m]
+    pairs = scan.pairs[:limit] if limit else scan.pairs
+    chips = load_chips(pairs, image_size, threshold, skip_bad=skip_bad, progress=progress)
+    if chips.bad:
+        messages.append(f"{len(chips.bad)} unreadable file(s) skipped (--skip-bad): " + "; ".join(
+            list(chips.bad.values())[:3]))
+    messages += chips.notes[:5]
+    if split_file is not None and split_file.exists():
+        split = load_split(split_file)
+        check_split(split, chips.stems, split_file)
+    else:
+        split = make_split(chips.stems, split_cfg or SplitConfig())
+    return RunData(chips, split, messages)
+
+
+def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
+              progress: bool = True, log: Callable[[str], None] = print, limit: int | None = None) -> dict:
+    """`unetseg train`: a run folder with split.json, run.json, checkpoints, history.csv and curves.png."""
+    prepare_out_dir(out, overwrite)
+    rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress, limit=limit,
+                   split_cfg=SplitConfig(seed=recipe.seed))
+    for m in rd.messages:
+        log(f"note: {m}")
+    split_cfg = SplitConfig(seed=recipe.seed)
+    save_split(out / "split.json", rd.split, split_cfg)
+    run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "skip_bad": skip_bad,
+                "bad_files": rd.chips.bad, "data_notes": rd.messages, "cpu": cpu_model(), "runtime": rt.describe(),
+                "counts": {k: len(v) for k, v in rd.split.items()}, "limit": limit}
+    write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+    result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log)
+    run_info["train_seconds"] = result["seconds"]
+    run_info["parameters"] = result["parameters"]
+    run_info["epochs_run"] = len(result["history"])
+    write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+    return result
+
+
+def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
+                 progress: bool = True) -> dict:
+    """`unetseg evaluate`: the test files of split.json, decoded as in training."""
+    info_path = run_dir / "run.json"
+    if not info_path.exists():
+        raise DataError(f"{run_dir}: not a run folder (no run.json; make one with `unetseg train`)")
+    info = json.loads(info_path.read_text())
+    recipe = Recipe.from_dict(info["recipe"])
+    rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
+                   split_file=run_dir / "split.json", progress=progress)
+    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint)
+
+
+def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> Path:
+    """report.md: what ran, on what, how long, the scores beside the seed's, and the figures."""
+    info = json.loads((run_dir / "run.json").read_text())
+    r = info["recipe"]
+    minutes = info.get("train_seconds", 0) / 60
+    lines = [
+        f"# unetseg run: {run_dir.name}", "",
+        f"- data: {data_desc} ({info['counts']['train']} train / {info['counts']['val']} validation / "
+        f"{info['counts']['test']} test chips)",
+        f"- model: {r['model']['name']} (base width {r['model']['base_width']}, {info.get('parameters', 0):,} parameters)",
+        f"- recipe: {r['name']}: {r['loss']}, {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
+        f"{info.get('epochs_run')} of {r['epochs']} epochs, {r['image_size']} px",
+        f"- machine: {info['cpu']}; {info['runtime']}",
+        f"- training time: {minutes:.1f} min", f"- command: `{command}`", "",
+        "| metric (test, 128 px, threshold 0.5) | seed (Keras) | this run |", "|---|---|---|",
+        f"| mean IoU (water + background) | {SEED_MEAN_IOU:.3f} | **{metrics['mean_iou']:.4f}** |",
+    ]
+    for key in ("water_iou", "dice", "precision", "recall", "pixel_accuracy"):
+        if key in metrics:
+            lines.append(f"| {key.replace('_', ' ')} | - | {metrics[key]:.4f} |")
+    if "per_image_water_iou" in metrics:
+        q = metrics["per_image_water_iou"]["quantiles"]
+        lines.append(f"| per-image water IoU, median (IQR) | - | {q['0.5']:.3f} ({q['0.25']:.3f}-{q['0.75']:.3f}) |")
+    lines += ["", "![training curves](curves.png)", "", "![test chips: image | true | predicted](test_predictions.png)",
+              "", "![per-image IoU](per_image_iou.png)", ""]
+    if info.get("data_notes"):
+        lines += ["## Data notes", ""] + [f"- {m}" for m in info["data_notes"]] + [""]
+    path = run_dir / "report.md"
+    write_text_atomic(path, "\n".join(lines))
+    return path
+
+
+def reproduce(data: Path, out: Path, recipe: Recipe, rt: Runtime, command: str, data_desc: str,
+              skip_bad: bool = False, overwrite: bool = False, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict:
+    """Train, evaluate, draw and report in one go."""
+    t0 = time.perf_counter()
+    run_train(data, out, recipe, rt, skip_bad, overwrite, progress, log)
+    metrics = run_evaluate(out, rt, progress=progress)
+    write_report(out, metrics, data_desc, command)
+    log(f"test mean IoU {metrics['mean_iou']:.4f} (seed {SEED_MEAN_IOU}); water IoU {metrics.get('water_iou', 0):.4f}; "
+        f"{(time.perf_counter() - t0) / 60:.1f} min; report: {out / 'report.md'}")
+    return metrics
