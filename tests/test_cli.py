@@ -1,0 +1,121 @@
+"""The command line as a user meets it: help, one-line errors, no tracebacks, download with a fake."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from unetseg.cli import app
+
+runner = CliRunner()
+COMMANDS = ["train", "evaluate", "reproduce", "synth", "download"]
+
+
+def unetseg(*args, cwd=None, env=None):
+    """Run the real console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_top_level_help_lists_every_command():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for c in COMMANDS:
+        assert c in r.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    r = runner.invoke(app, [command, "--help"], terminal_width=200)
+    assert r.exit_code == 0 and "Example" in r.output, r.output
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["train", "--data", "/nonexistent/data", "--out", "{tmp}/run"], "/nonexistent/data: data folder does not exist"),
+    (["evaluate", "{tmp}"], "not a run folder"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--recipe", "nope"], "unknown recipe 'nope'"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--precision", "fp99"], "unknown precision 'fp99'"),
+])
+def test_bad_input_is_one_line_on_stderr_exit_2_no_traceback(tmp_path, args, expected):
+    r = unetseg(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], r.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_synth_is_deterministic_and_refuses_to_overwrite(tmp_path):
+    def digest(root: Path) -> str:
+        h = hashlib.sha256()
+        for p in sorted(root.rglob("*.jpg")):
+            h.update(p.name.encode() + p.read_bytes())
+        return h.hexdigest()
+
+    for name in ("a", "b"):
+        r = runner.invoke(app, ["synth", str(tmp_path / name), "--n", "5", "--max-size", "64", "--quiet"])
+        assert r.exit_code == 0, r.output
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert len(list((tmp_path / "a" / "Masks").glob("*.jpg"))) == 5
+    r = unetseg("synth", tmp_path / "a", "--n", "5", "--quiet")
+    assert r.returncode == 2 and "use --overwrite" in r.stderr
+    r = runner.invoke(app, ["synth", str(tmp_path / "a"), "--n", "3", "--quiet", "--overwrite"])
+    assert r.exit_code == 0 and len(list((tmp_path / "a" / "Images").glob("*.jpg"))) == 3
+
+
+def test_synthetic_masks_are_noisy_jpegs_with_water_and_land(synth_data):
+    import numpy as np
+    from PIL import Image
+
+    values = np.concatenate([np.asarray(Image.open(p)).ravel() for p in sorted((synth_data / "Masks").glob("*"))[:10]])
+    assert (values > 200).mean() > 0.05 and (values < 50).mean() > 0.05
+    assert ((values > 10) & (values < 245)).any(), "JPEG masks should carry compression noise"
+
+
+@pytest.fixture
+def fake_kaggle(tmp_path, monkeypatch, synth_data):
+    """A local stand-in for kagglehub: returns a cache folder in Kaggle's layout, or raises like the real one."""
+    import shutil
+
+    import kagglehub
+
+    cache = tmp_path / "kaggle-cache" / "versions" / "2"
+    shutil.copytree(synth_data, cache / "Water Bodies Dataset")
+    calls = []
+
+    def fake_download(handle, *a, **k):
+        calls.append(handle)
+        if handle == "offline/dataset":
+            raise requests.exceptions.ConnectionError("Failed to resolve 'www.kaggle.com'")
+        if handle == "private/dataset":
+            from kagglehub.exceptions import UnauthenticatedError
+
+            raise UnauthenticatedError("401 Client Error: Unauthorized")
+        return str(cache)
+
+    monkeypatch.setattr(kagglehub, "dataset_download", fake_download)
+    return calls
+
+
+def test_download_lays_out_images_and_masks(fake_kaggle, tmp_path, synth_data):
+    out = tmp_path / "wb"
+    r = runner.invoke(app, ["download", str(out)])
+    assert r.exit_code == 0, r.output
+    assert fake_kaggle == ["franciscoescobar/satellite-images-of-water-bodies"]
+    assert "60 image/mask pairs" in r.output
+    assert sorted(p.name for p in (out / "Images").iterdir()) == sorted(p.name for p in (synth_data / "Images").iterdir())
+    r = runner.invoke(app, ["download", str(out)])
+    assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+@pytest.mark.parametrize("handle,expected", [("offline/dataset", "no internet connection?"),
+                                             ("private/dataset", "Kaggle credentials missing or refused?")])
+def test_download_failures_are_explained(fake_kaggle, tmp_path, handle, expected):
+    r = runner.invoke(app, ["download", str(tmp_path / "wb"), "--dataset", handle])
+    assert r.exit_code == 2 and expected in r.output and handle in r.output
+    assert not (tmp_path / "wb").exists()

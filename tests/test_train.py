@@ -1,0 +1,148 @@
+"""Training, evaluation and the main job end to end on small synthetic data."""
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unetseg.checkpoint import load_checkpoint
+from unetseg.config import ModelConfig, Recipe, get_recipe
+from unetseg.data import DataError
+from unetseg.runtime import select_runtime
+from unetseg.workflow import reproduce, run_evaluate, run_train
+
+TINY = Recipe(name="tiny", model=ModelConfig(name="unet-bn", base_width=8, depth=3, batch_norm=True),
+              epochs=8, batch_size=8, image_size=32, lr=3e-3, early_stopping_patience=0, monitor="val_miou")
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    rt = select_runtime("fp32")
+    result = run_train(synth_data, out, TINY, rt, progress=False, log=lambda s: None)
+    return out, result, rt
+
+
+def test_run_folder_has_split_checkpoints_history_and_curves(trained_run):
+    out, result, _ = trained_run
+    for name in ("split.json", "run.json", "best.safetensors", "best.json", "last.safetensors", "last.json",
+                 "history.csv", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert all(float(r["images_per_s"]) > 0 for r in rows)
+    info = json.loads((out / "best.json").read_text())
+    assert {"recipe", "validation", "sha256", "versions", "epoch"} <= set(info)
+    assert info["versions"]["torch"].startswith("2.13")
+    split = json.loads((out / "split.json").read_text())
+    assert split["counts"] == {"test": 6, "val": 6, "train": 48}
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_best_checkpoint_is_the_best_epoch_by_the_monitored_figure(trained_run):
+    out, result, _ = trained_run
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    best_epoch = max(rows, key=lambda r: float(r["val_miou"]))["epoch"]
+    assert json.loads((out / "best.json").read_text())["epoch"] == int(best_epoch)
+
+
+def test_checkpoint_round_trip_gives_the_same_predictions(trained_run):
+    out, _, rt = trained_run
+    model, info = load_checkpoint(out / "last.safetensors")
+    x = torch.rand(2, 3, 32, 32)
+    again, _ = load_checkpoint(out / "last.safetensors")
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    assert info["recipe"]["model"]["base_width"] == 8
+
+
+def test_tampered_checkpoint_is_refused(trained_run, tmp_path):
+    out, _, _ = trained_run
+    import shutil
+
+    for name in ("last.safetensors", "last.json"):
+        shutil.copy(out / name, tmp_path / name)
+    data = bytearray((tmp_path / "last.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (tmp_path / "last.safetensors").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="SHA-256 does not match"):
+        load_checkpoint(tmp_path / "last.safetensors")
+
+
+def test_training_learns_the_synthetic_water(trained_run):
+    out, _, rt = trained_run
+    m = run_evaluate(out, rt, progress=False)
+    truth = json.loads((out / "split.json").read_text())["test"]
+    assert m["test_images"] == len(truth)
+    # all-background baseline from the same test masks, computed rather than typed
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    water = np.mean([float(r["true_water_fraction"]) for r in rows])
+    baseline = (1 - water) / 2
+    assert m["mean_iou"] > baseline + 0.15, (m["mean_iou"], baseline)
+    for key in ("water_iou", "dice", "precision", "recall", "pixel_accuracy", "per_image_water_iou"):
+        assert key in m
+    assert (out / "test_predictions.png").stat().st_size > 1000
+
+
+def test_seeded_training_is_reproducible(synth_data, tmp_path):
+    rt = select_runtime("fp32")
+    short = dataclasses.replace(TINY, epochs=1)
+    a = run_train(synth_data, tmp_path / "a", short, rt, progress=False, log=lambda s: None)
+    b = run_train(synth_data, tmp_path / "b", short, rt, progress=False, log=lambda s: None)
+    assert a["history"][0]["train_loss"] == b["history"][0]["train_loss"]
+    assert (tmp_path / "a" / "split.json").read_text() == (tmp_path / "b" / "split.json").read_text()
+
+
+def test_existing_output_needs_overwrite(synth_data, trained_run):
+    out, _, rt = trained_run
+    with pytest.raises(DataError, match="not empty.*--overwrite"):
+        run_train(synth_data, out, TINY, rt, progress=False, log=lambda s: None)
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(DataError, match="not a run folder"):
+        run_evaluate(tmp_path, select_runtime("fp32"))
+
+
+def test_reproduce_writes_a_report_beside_the_seed_figure(synth_data, tmp_path):
+    out = tmp_path / "r"
+    m = reproduce(synth_data, out, dataclasses.replace(TINY, epochs=1), select_runtime("fp32"), "unetseg reproduce",
+                  "synthetic", progress=False, log=lambda s: None)
+    report = (out / "report.md").read_text()
+    assert "0.748" in report and f"{m['mean_iou']:.4f}" in report and "test_predictions.png" in report
+
+
+def test_recipes_and_runtime_selection():
+    seed = get_recipe("seed")
+    assert (seed.epochs, seed.batch_size, seed.lr, seed.image_size, seed.loss) == (18, 32, 1e-3, 128, "bce")
+    assert (seed.plateau_factor, seed.plateau_patience, seed.early_stopping_patience) == (0.3, 3, 5)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("nope")
+    rt = select_runtime("auto", "cpu")
+    from unetseg.runtime import cpu_bf16_native
+
+    assert rt.precision == ("bf16" if cpu_bf16_native() else "fp32")
+    with pytest.raises(ValueError, match="fp16 is for CUDA"):
+        select_runtime("fp16", "cpu")
+
+
+def test_bf16_path_runs_a_training_step_where_the_cpu_supports_it():
+    from unetseg.runtime import cpu_bf16_native
+
+    if not cpu_bf16_native():
+        pytest.skip("this CPU has no native bf16")
+    from unetseg.models import build_model
+    from unetseg.train import loss_fn
+
+    rt = select_runtime("bf16")
+    model = build_model(TINY.model).to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with rt.autocast():
+        logits = model(x)
+    assert logits.dtype == torch.bfloat16
+    loss = loss_fn(logits, torch.ones(2, 32, 32))
+    loss.backward()
+    assert loss.dtype == torch.float32 and all(p.grad is not None for p in model.parameters())
