@@ -19,7 +19,7 @@ venv: $(STAMP)
 
 ## run: the main job, on UNETSEG_DATA when it exists, else on synthetic scenes (< 10 min on 2 cores)
 run: $(STAMP)
-	$(PY) -m unetseg.cli quickstart --out runs/quickstart
+	$(PY) -m unetseg.cli reproduce --recipe quick --out runs/quick --overwrite
 
 ## test: the test suite
 test: $(STAMP)
