@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from pathlib import Path
@@ -15,7 +14,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .data.errors import DataError
-from .io import atomic_path, write_text_atomic
+from .io import atomic_path, sha256_file, write_text_atomic
 from .models import build_model
 
 
@@ -27,14 +26,6 @@ def library_versions() -> dict[str, str]:
 
     return {"unetseg": __version__, "torch": torch.__version__, "torchmetrics": torchmetrics.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_checkpoint(run_dir: Path, tag: str, model: nn.Module, info: dict[str, Any]) -> Path:

@@ -29,7 +29,7 @@ def friendly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (DataError, ValueError, FileNotFoundError) as e:
+        except (DataError, ValueError, FileNotFoundError, FileExistsError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
@@ -39,12 +39,15 @@ def friendly(fn):
 
 
 def _recipe(name: str, epochs: Optional[int], batch_size: Optional[int], lr: Optional[float],
-            image_size: Optional[int], model: Optional[str], base_width: Optional[int], seed: Optional[int]):
+            image_size: Optional[int], model: Optional[str], base_width: Optional[int], seed: Optional[int],
+            encoder_weights: Optional[Path] = None):
     recipe = get_recipe(name)
     changes = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
                                      seed=seed).items() if v is not None}
     recipe = dataclasses.replace(recipe, **changes)
-    mchanges = {k: v for k, v in dict(name=model, base_width=base_width).items() if v is not None}
+    mchanges = {k: v for k, v in dict(name=model, base_width=base_width,
+                                      encoder_weights=str(encoder_weights) if encoder_weights else None).items()
+                if v is not None}
     if mchanges:
         recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, **mchanges))
     return recipe
@@ -56,12 +59,15 @@ def _runtime(precision: str, device: str):
     return select_runtime(precision, device)
 
 
-RecipeOpt = typer.Option("seed", "--recipe", "-r", help=f"Training recipe: {', '.join(RECIPES)}.")
+RecipeOpt = typer.Option("seed", "--recipe", "-r", help=f"Training recipe: {', '.join(RECIPES)} (see README).")
 EpochsOpt = typer.Option(None, help="Override the recipe's number of epochs.")
 BatchOpt = typer.Option(None, "--batch-size", help="Override the recipe's batch size.")
 LrOpt = typer.Option(None, help="Override the recipe's learning rate.")
 SizeOpt = typer.Option(None, "--image-size", help="Override the chip size in pixels (128 for the seed).")
-ModelOpt = typer.Option(None, "--model", help="Override the model: unet, unet-bn.")
+ModelOpt = typer.Option(None, "--model", help="Override the model: unet, unet-bn, ternausnet.")
+EncOpt = typer.Option(None, "--encoder-weights", help="ternausnet: a local torchvision VGG11 state dict "
+                      "(vgg11-8a719046.pth); loaded with weights_only, never downloaded.")
+TtaOpt = typer.Option("none", "--tta", help="Test-time augmentation: none, flips (4 views) or d4 (8 views).")
 WidthOpt = typer.Option(None, "--base-width", help="Override the first level's filters (32 for the seed).")
 SeedOpt = typer.Option(None, "--seed", help="Override the random seed (split, init, data order).")
 PrecOpt = typer.Option("auto", "--precision", help=PRECISION_HELP)
@@ -81,6 +87,8 @@ def train(
     base_width: Optional[int] = WidthOpt, seed: Optional[int] = SeedOpt, precision: str = PrecOpt,
     device: str = DeviceOpt, skip_bad: bool = SkipOpt, overwrite: bool = OverOpt, quiet: bool = QuietOpt,
     limit: Optional[int] = typer.Option(None, help="Use only the first N pairs (for quick trials)."),
+    encoder_weights: Optional[Path] = EncOpt,
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard (needs tensorboard)."),
 ):
     """Train a U-Net on a folder of images and masks.
 
@@ -90,9 +98,9 @@ def train(
     """
     from .workflow import default_data_dir, run_train
 
-    r = _recipe(recipe, epochs, batch_size, lr, image_size, model, base_width, seed)
+    r = _recipe(recipe, epochs, batch_size, lr, image_size, model, base_width, seed, encoder_weights)
     run_train(data or default_data_dir(), out, r, _runtime(precision, device), skip_bad, overwrite,
-              progress=not quiet, limit=limit)
+              progress=not quiet, limit=limit, tensorboard=tensorboard)
 
 
 @app.command()
@@ -101,20 +109,25 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
     data: Path = typer.Option(None, "--data", "-d", help="Data folder (default: the one the run was trained on)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint: best or last."),
-    precision: str = PrecOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
+    tta: str = TtaOpt, precision: str = PrecOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
 ):
     """Score a run on its test split: writes RUN/metrics.json, per_image.csv and test_predictions.png.
 
     The mean IoU is the seed's: background and water IoU from one confusion matrix over every test
     pixel at the training size, predictions thresholded at 0.5.
 
-    Example: unetseg evaluate runs/seed
+    With --tta the results go to metrics-tta-MODE.json, beside the plain ones.
+
+    Example: unetseg evaluate runs/seed   or   unetseg evaluate runs/improved --tta d4
     """
     from .workflow import run_evaluate
 
-    m = run_evaluate(run, _runtime(precision, device), data, checkpoint, progress=not quiet)
+    m = run_evaluate(run, _runtime(precision, device), data, checkpoint, progress=not quiet, tta=tta)
     typer.echo(f"test mean IoU {m['mean_iou']:.4f}  water IoU {m.get('water_iou', float('nan')):.4f}  "
-               f"dice {m.get('dice', float('nan')):.4f}  ({m['test_images']} images) -> {run / 'metrics.json'}")
+               f"dice {m.get('dice', float('nan')):.4f}  ({m['test_images']} images, "
+               f"{m['inference_images_per_s']:.1f} img/s, tta {tta})")
+    if len(m["per_class_iou"]) > 2:
+        typer.echo("per-class IoU: " + ", ".join(f"{k} {v:.4f}" for k, v in m["per_class_iou"].items()))
 
 
 @app.command()
@@ -127,7 +140,7 @@ def reproduce(
     recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
     image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
     seed: Optional[int] = SeedOpt, precision: str = PrecOpt, device: str = DeviceOpt, skip_bad: bool = SkipOpt,
-    overwrite: bool = OverOpt, quiet: bool = QuietOpt,
+    overwrite: bool = OverOpt, quiet: bool = QuietOpt, encoder_weights: Optional[Path] = EncOpt,
 ):
     """The main job: train, evaluate, draw the figures and write OUT/report.md in one command.
 
@@ -137,7 +150,7 @@ def reproduce(
     """
     from .workflow import default_data_dir, reproduce as run
 
-    r = _recipe(recipe, epochs, batch_size, None, image_size, model, base_width, seed)
+    r = _recipe(recipe, epochs, batch_size, None, image_size, model, base_width, seed, encoder_weights)
     if data is None and default_data_dir().is_dir():
         data = default_data_dir()
         desc = f"real data at {data}"
@@ -163,6 +176,9 @@ def synth(
     min_size: int = typer.Option(48, help="Smallest chip side in pixels."),
     max_size: int = typer.Option(320, help="Largest chip side in pixels."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same files."),
+    multiclass: bool = typer.Option(False, "--multiclass",
+                                    help="4 channels (R, G, B, NIR, as .npy) and 4 classes (land, water, vegetation, "
+                                         "built-up, as PNG colours), with a dataset.yaml."),
     overwrite: bool = OverOpt, quiet: bool = QuietOpt,
 ):
     """Write a deterministic synthetic water-scene dataset in the Kaggle layout.
@@ -170,12 +186,12 @@ def synth(
     Satellite-like land textures with lakes, rivers and coastlines; chips of varied sizes; JPEG masks
     with JPEG noise, as in the real data. The main job uses it on a machine with no data.
 
-    Example: unetseg synth data/synthetic --n 400
+    Examples: unetseg synth data/synthetic --n 400;  unetseg synth data/multiclass --multiclass
     """
     from .data.synth import SynthConfig, write_synthetic
 
-    path = write_synthetic(out, SynthConfig(n=n, min_size=min_size, max_size=max_size, seed=seed), overwrite,
-                           progress=not quiet)
+    cfg = SynthConfig(n=n, min_size=min_size, max_size=max_size, seed=seed, multiclass=multiclass)
+    path = write_synthetic(out, cfg, overwrite, progress=not quiet)
     typer.echo(f"wrote {n} synthetic image/mask pairs to {path}")
 
 
@@ -196,6 +212,49 @@ def download(
 
     path, pairs = download_dataset(out, dataset, overwrite)
     typer.echo(f"downloaded {dataset}: {pairs} image/mask pairs in {path}")
+
+
+@app.command("runs")
+@friendly
+def runs_(
+    root: Path = typer.Argument(Path("runs"), help="Folder searched for run folders (any depth)."),
+    sort: str = typer.Option("test_miou", help="Column to sort by (numbers: highest first)."),
+    markdown: bool = typer.Option(False, "--markdown", help="A Markdown table, for a README."),
+):
+    """List run folders as a table: model, recipe, parameters, epochs, training minutes, test scores.
+
+    Example: unetseg runs runs --sort train_min
+    """
+    from .runs import format_table, list_runs
+
+    rows = list_runs(root)
+    if not rows:
+        raise FileNotFoundError(f"{root}: no run folders (folders with run.json) found")
+    typer.echo(format_table(rows, sort, markdown))
+
+
+@app.command("augment-preview")
+@friendly
+def augment_preview(
+    data: Path = typer.Option(None, "--data", "-d", help="Folder with Images/ and Masks/ (default: $UNETSEG_DATA)."),
+    out: Path = typer.Option(Path("augment-preview.png"), "--out", "-o", help="PNG to write."),
+    recipe: str = typer.Option("improved", "--recipe", "-r", help="Recipe whose augmentation is shown."),
+    n: int = typer.Option(4, "--n", help="Chips (rows)."),
+    views: int = typer.Option(3, help="Augmented versions of each chip (column pairs)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    overwrite: bool = OverOpt,
+):
+    """Draw chips and augmented copies (image above its mask) to check augmentation by eye.
+
+    Example: unetseg augment-preview --data ../shared/data/water-bodies --out aug.png
+    """
+    from .preview import augment_preview as draw
+    from .workflow import default_data_dir
+
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: exists (use --overwrite to replace it)")
+    draw(data or default_data_dir(), get_recipe(recipe), out, n, views, seed)
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .augment import AugmentConfig
+
 
 @dataclass
 class ModelConfig:
@@ -18,6 +20,7 @@ class ModelConfig:
     depth: int = 5  # levels, the deepest without pooling; inputs are padded to a multiple of 2**(depth-1)
     batch_norm: bool = False
     dropout: float = 0.0
+    encoder_weights: str | None = None  # a local torchvision VGG11 state dict, for ternausnet
 
     @property
     def size_multiple(self) -> int:
@@ -49,14 +52,15 @@ class Recipe:
     optimizer: str = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    loss: str = "bce"
-    schedule: str = "plateau"  # plateau | none
+    loss: str = "bce"  # bce | bce+dice (binary); ce | ce+dice (several classes)
+    schedule: str = "plateau"  # plateau | onecycle | cosine | none
     plateau_factor: float = 0.3
     plateau_patience: int = 3
     early_stopping_patience: int = 5  # 0 switches it off
     monitor: str = "val_loss"  # which validation figure picks best.safetensors and drives the schedule
     seed: int = 42
     mask_threshold: int = 128
+    augment: AugmentConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -65,8 +69,10 @@ class Recipe:
     def from_dict(cls, d: dict[str, Any]) -> "Recipe":
         d = dict(d)
         model = ModelConfig(**d.pop("model", {}))
+        aug = d.pop("augment", None)
+        augment = AugmentConfig(**aug) if isinstance(aug, dict) else aug
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(model=model, **{k: v for k, v in d.items() if k in known})
+        return cls(model=model, augment=augment, **{k: v for k, v in d.items() if k in known})
 
 
 def _seed() -> Recipe:
@@ -87,7 +93,35 @@ def _quick() -> Recipe:
     )
 
 
-RECIPES = {"seed": _seed, "quick": _quick}
+def _improved() -> Recipe:
+    """Beats the seed within 60 min on a 2-core fp32 CPU: a half-width U-Net with batch norm, augmentation,
+    BCE + Dice, AdamW with a one-cycle schedule, more epochs, early stopping on validation mean IoU."""
+    return Recipe(
+        name="improved",
+        model=ModelConfig(name="unet-bn", base_width=16, batch_norm=True),
+        epochs=19,  # 19 x 2290 chips at 12.9 img/s (fp32, 2 cores) + validation: about 58 min
+        batch_size=16,
+        optimizer="adamw",
+        lr=3e-3,
+        weight_decay=1e-4,
+        loss="bce+dice",
+        schedule="onecycle",
+        early_stopping_patience=10,
+        monitor="val_miou",
+        augment=AugmentConfig(),
+    )
+
+
+def _ternausnet() -> Recipe:
+    """The improved recipe's training with TernausNet (VGG11 encoder), from scratch unless --encoder-weights."""
+    r = _improved()
+    r.name = "ternausnet"
+    r.model = ModelConfig(name="ternausnet", base_width=32, batch_norm=True)
+    r.epochs = 8
+    return r
+
+
+RECIPES = {"seed": _seed, "quick": _quick, "improved": _improved, "ternausnet": _ternausnet}
 
 
 def get_recipe(name: str) -> Recipe:

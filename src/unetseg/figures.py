@@ -35,16 +35,17 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 
 def plot_predictions(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, names: list[str],
-                     scores: np.ndarray, path: Path) -> None:
-    """One row per chip: the image, its true mask, the predicted mask (titled with the chip's IoU)."""
+                     notes: list[str], path: Path, num_classes: int = 2) -> None:
+    """One row per chip: the image (first three channels), its true mask, the predicted mask."""
     n = len(images)
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    cmap = "gray" if num_classes == 2 else "tab10"
     for i in range(n):
-        img = images[i] if images[i].shape[-1] == 3 else images[i][..., :3]
-        for ax, a, title in zip(axes[i], (img, truth[i], pred[i]),
-                                (names[i], "true mask", f"predicted (IoU {scores[i]:.2f})")):
-            ax.imshow(a, cmap=None if a.ndim == 3 else "gray", vmin=0, vmax=None if a.ndim == 3 else 1,
-                      interpolation="nearest")
+        img = images[i][..., :3] if images[i].shape[-1] >= 3 else images[i][..., 0]
+        for ax, a, title in zip(axes[i], (img, truth[i], pred[i]), (names[i], "true mask", f"predicted {notes[i]}")):
+            is_mask = a.ndim == 2 and a is not img
+            ax.imshow(a, cmap=cmap if is_mask else (None if a.ndim == 3 else "gray"), vmin=0,
+                      vmax=(1 if num_classes == 2 else 9) if is_mask else None, interpolation="nearest")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
     fig.tight_layout()
@@ -55,4 +56,18 @@ def plot_histogram(values: np.ndarray, path: Path, xlabel: str = "per-image wate
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(values, bins=20, range=(0, 1), color="tab:blue", edgecolor="white")
     ax.set(xlabel=xlabel, ylabel="test images", title=f"{xlabel} (median {np.median(values):.2f})")
+    _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, names: list[str], path: Path) -> None:
+    """Confusion matrix, each row (true class) normalised to 1, with the pixel counts."""
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n{cm[i, j]:,}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
+           xlabel="predicted", ylabel="true", title="Test confusion matrix (pixels)")
     _save(fig, path)

@@ -22,15 +22,50 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
+TTA_MODES = {"none": 1, "flips": 4, "d4": 8}
+
+
+def tta_views(mode: str) -> list[tuple[int, bool]]:
+    """(quarter turns, horizontal flip) of each test-time view: 'flips' = 4 flips, 'd4' = all 8 symmetries."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of: {', '.join(TTA_MODES)}")
+    if mode == "none":
+        return [(0, False)]
+    if mode == "flips":  # identity, h-flip, v-flip (= rot180 + h-flip), both (= rot180)
+        return [(0, False), (0, True), (2, True), (2, False)]
+    return [(k, f) for k in range(4) for f in (False, True)]
+
+
+def _view(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def _unview(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.flip(x, dims=(-1,)) if flip else x
+    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
+
+
+def predict_probs(model: nn.Module, x: torch.Tensor, rt: Runtime, tta: str = "none") -> torch.Tensor:
+    """Probabilities of one input batch, averaged over the test-time views (each mapped back)."""
+    views = tta_views(tta)
+    total = None
+    for k, flip in views:
+        with rt.autocast():
+            logits = model(_view(x, k, flip).contiguous(memory_format=torch.channels_last))
+        p = _unview(probabilities(logits), k, flip)
+        total = p if total is None else total + p
+    return total / len(views)
+
+
 @torch.inference_mode()
-def predict_chips(model: nn.Module, images: np.ndarray, rt: Runtime, batch_size: int = 32) -> np.ndarray:
+def predict_chips(model: nn.Module, images: np.ndarray, rt: Runtime, batch_size: int = 32,
+                  tta: str = "none") -> np.ndarray:
     """Probabilities for a stack of chips: (N, H, W) float32 for a binary model, (N, K, H, W) otherwise."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        with rt.autocast():
-            logits = model(to_input(images[i:i + batch_size], rt.device))
-        out.append(probabilities(logits).cpu().numpy())
+        out.append(predict_probs(model, to_input(images[i:i + batch_size], rt.device), rt, tta).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .augment import Augment
 from .checkpoint import save_checkpoint
 from .config import Recipe
 from .data.cache import Chips
@@ -28,12 +29,43 @@ from .runtime import Runtime
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "seconds", "images_per_s"]
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE on one logit channel (target (N, H, W) in {0, 1}); cross-entropy for several classes."""
+def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice over the batch, averaged over the classes (probs, onehot: (N, K, H, W))."""
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)
+    return 1 - ((2 * inter + eps) / (probs.sum(dims) + onehot.sum(dims) + eps)).mean()
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """BCE on one logit channel (target (N, H, W) in {0, 1}) or cross-entropy over classes; `+dice` adds soft Dice."""
     logits = logits.float()
     if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(logits[:, 0], target.float())
-    return F.cross_entropy(logits, target.long())
+        t = target.float()
+        loss = F.binary_cross_entropy_with_logits(logits[:, 0], t)
+        if kind.endswith("+dice"):
+            loss = loss + soft_dice_loss(torch.sigmoid(logits), t[:, None])
+        return loss
+    loss = F.cross_entropy(logits, target.long())
+    if kind.endswith("+dice"):
+        onehot = F.one_hot(target.long(), logits.shape[1]).permute(0, 3, 1, 2).float()
+        loss = loss + soft_dice_loss(torch.softmax(logits, 1), onehot)
+    return loss
+
+
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, mode: str):
+    """The LR schedule: plateau steps once an epoch on the monitored figure; the others step every batch."""
+    if recipe.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode=mode, factor=recipe.plateau_factor, patience=recipe.plateau_patience,
+            threshold=1e-4, threshold_mode="abs")  # Keras: min_delta=1e-4, absolute
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.2)
+    if recipe.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if recipe.schedule == "none":
+        return None
+    raise ValueError(f"unknown schedule {recipe.schedule!r} (plateau, onecycle, cosine, none)")
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -45,7 +77,8 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 @torch.inference_mode()
-def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_classes: int) -> dict:
+def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_classes: int,
+             loss_kind: str = "bce") -> dict:
     """Mean loss and confusion-matrix scores over a set of chips, predictions thresholded at 0.5."""
     model.eval()
     acc = ConfusionAccumulator(max(2, num_classes))
@@ -55,7 +88,7 @@ def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_c
         y = torch.as_tensor(np.asarray(chips.masks[i:i + batch_size]), device=rt.device)
         with rt.autocast():
             logits = model(x)
-        total += loss_fn(logits, y).item() * len(x)
+        total += loss_fn(logits, y, loss_kind).item() * len(x)
         n += len(x)
         pred = (logits[:, 0] > 0) if logits.shape[1] == 1 else logits.argmax(1)
         acc.update(pred, y)
@@ -93,19 +126,22 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 
 def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
-          progress: bool = True, log: Callable[[str], None] = print) -> dict:
+          progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None) -> dict:
     """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir."""
     from .figures import plot_curves
 
     torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model).to(rt.device, memory_format=torch.channels_last)
+    model = build_model(recipe.model)
+    if recipe.model.encoder_weights:
+        if not hasattr(model, "load_vgg11"):
+            raise ValueError(f"--encoder-weights applies to ternausnet, not {recipe.model.name}")
+        log(f"encoder weights: {model.load_vgg11(recipe.model.encoder_weights)} tensors from {recipe.model.encoder_weights}")
+    model = model.to(rt.device, memory_format=torch.channels_last)
     opt = make_optimizer(model, recipe)
     mode = "min" if recipe.monitor == "val_loss" else "max"
-    sched = None
-    if recipe.schedule == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode=mode, factor=recipe.plateau_factor, patience=recipe.plateau_patience,
-            threshold=1e-4, threshold_mode="abs")  # Keras: min_delta=1e-4, absolute
+    sched = make_scheduler(opt, recipe, math.ceil(len(train_chips.stems) / recipe.batch_size), mode)
+    per_batch = sched is not None and recipe.schedule != "plateau"
+    augment = Augment(recipe.augment, recipe.model.in_channels).to(rt.device) if recipe.augment else None
     scaler = torch.amp.GradScaler(enabled=rt.precision == "fp16")
     stopper = EarlyStopper(recipe.early_stopping_patience, mode)
     log(f"model {recipe.model.name}: {count_parameters(model):,} parameters; {rt.describe()}")
@@ -117,6 +153,11 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     gen = torch.Generator().manual_seed(recipe.seed)
     history: list[dict] = []
     best_info: dict = {}
+    board = None
+    if tensorboard_dir is not None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        board = SummaryWriter(str(tensorboard_dir))
     started = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
         model.train()
@@ -129,18 +170,22 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
         for idx in bar:
             x = to_input(images[idx], rt.device)
             y = masks[idx].to(rt.device)
+            if augment is not None:
+                x, y = augment(x, y)
             with rt.autocast():
                 logits = model(x)
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits, y, recipe.loss)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if per_batch:
+                sched.step()
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         train_seconds = time.perf_counter() - t0
-        val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes)
+        val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes, recipe.loss)
         row = {
             "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "val_loss": round(val["loss"], 6),
             "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
@@ -148,6 +193,9 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             "images_per_s": round(seen / train_seconds, 2),
         }
         history.append(row)
+        if board is not None:
+            for key in ("train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "images_per_s"):
+                board.add_scalar(key, row[key], epoch)
         monitored = row["val_loss"] if recipe.monitor == "val_loss" else row["val_miou"]
         info = {"epoch": epoch, "recipe": recipe.to_dict(), "validation": val, "runtime": rt.describe(),
                 "train_seconds_so_far": round(time.perf_counter() - started, 1)}
@@ -160,11 +208,13 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
         log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
             f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
             + ("  *best" if improved else ""))
-        if sched is not None:
+        if sched is not None and not per_batch:
             sched.step(monitored)
         if stopper.should_stop:
             log(f"early stop: {recipe.monitor} did not improve for {recipe.early_stopping_patience} epochs")
             break
+    if board is not None:
+        board.close()
     plot_curves(history, run_dir / "curves.png")
     return {"history": history, "best": best_info, "seconds": round(time.perf_counter() - started, 1),
             "parameters": count_parameters(model)}

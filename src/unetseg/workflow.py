@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import Recipe, SplitConfig
+from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
 from .data.errors import DataError
 from .data.folder import scan_folder
+from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluate import SEED_MEAN_IOU, evaluate_run
-from .io import write_text_atomic
+from .io import check_output_dir, write_text_atomic
 from .runtime import Runtime, cpu_model
 from .train import train
 
@@ -30,11 +31,8 @@ def default_data_dir() -> Path:
 
 def prepare_out_dir(out: Path, overwrite: bool) -> None:
     """A run folder must be new or empty, unless --overwrite (which clears it)."""
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: exists and is not a folder")
+    check_output_dir(out, overwrite)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise DataError(f"{out}: output folder is not empty (use --overwrite to replace it)")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -44,18 +42,28 @@ class RunData:
     chips: Chips
     split: dict[str, list[str]]
     messages: list[str]
+    spec: DatasetSpec
 
     def part(self, name: str) -> Chips:
         return self.chips.subset(self.split[name])
 
 
 def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split_file: Path | None = None,
-              split_cfg: SplitConfig | None = None, progress: bool = True, limit: int | None = None) -> RunData:
-    """Scan, decode (cached) and split; reuse `split_file` when it exists so the test set never changes."""
+              split_cfg: SplitConfig | None = None, progress: bool = True, limit: int | None = None,
+              trained: tuple[Path, ModelConfig] | None = None) -> RunData:
+    """Scan, decode (cached) and split; reuse `split_file` when it exists so the test set never changes.
+
+    `trained` (run folder, model config): refuse data whose channels or classes differ from the model's.
+    """
     scan = scan_folder(data)
+    spec = load_spec(data, threshold)
+    if trained and (len(spec.channels) != trained[1].in_channels or spec.model_classes != trained[1].num_classes):
+        raise DataError(f"{data}: data has {len(spec.channels)} channel(s) and {len(spec.class_names)} classes, "
+                        f"but {trained[0]} was trained on {trained[1].in_channels} channel(s) and "
+                        f"{max(2, trained[1].num_classes)} classes")
     messages = [m for m in [scan.unpaired_message()] if m]
     pairs = scan.pairs[:limit] if limit else scan.pairs
-    chips = load_chips(pairs, image_size, threshold, skip_bad=skip_bad, progress=progress)
+    chips = load_chips(pairs, image_size, spec, skip_bad=skip_bad, progress=progress)
     if chips.bad:
         messages.append(f"{len(chips.bad)} unreadable file(s) skipped (--skip-bad): " + "; ".join(
             list(chips.bad.values())[:3]))
@@ -65,24 +73,35 @@ def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split
         check_split(split, chips.stems, split_file)
     else:
         split = make_split(chips.stems, split_cfg or SplitConfig())
-    return RunData(chips, split, messages)
+    return RunData(chips, split, messages, spec)
 
 
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
-              progress: bool = True, log: Callable[[str], None] = print, limit: int | None = None) -> dict:
+              progress: bool = True, log: Callable[[str], None] = print, limit: int | None = None,
+              tensorboard: bool = False) -> dict:
     """`unetseg train`: a run folder with split.json, run.json, checkpoints, history.csv and curves.png."""
+    if tensorboard:
+        try:
+            import tensorboard as _  # noqa: F401
+        except ImportError:
+            raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     prepare_out_dir(out, overwrite)
     rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress, limit=limit,
                    split_cfg=SplitConfig(seed=recipe.seed))
     for m in rd.messages:
         log(f"note: {m}")
+    # the data decides the model's input channels and classes
+    recipe = dataclasses.replace(recipe, model=dataclasses.replace(
+        recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes))
     split_cfg = SplitConfig(seed=recipe.seed)
     save_split(out / "split.json", rd.split, split_cfg)
-    run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "skip_bad": skip_bad,
+    run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "spec": rd.spec.to_dict(),
+                "skip_bad": skip_bad,
                 "bad_files": rd.chips.bad, "data_notes": rd.messages, "cpu": cpu_model(), "runtime": rt.describe(),
                 "counts": {k: len(v) for k, v in rd.split.items()}, "limit": limit}
     write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
-    result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log)
+    result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log,
+                   tensorboard_dir=out / "tensorboard" if tensorboard else None)
     run_info["train_seconds"] = result["seconds"]
     run_info["parameters"] = result["parameters"]
     run_info["epochs_run"] = len(result["history"])
@@ -91,7 +110,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
 
 
 def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
-                 progress: bool = True) -> dict:
+                 progress: bool = True, tta: str = "none") -> dict:
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
     info_path = run_dir / "run.json"
     if not info_path.exists():
@@ -99,8 +118,8 @@ def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoin
     info = json.loads(info_path.read_text())
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
-                   split_file=run_dir / "split.json", progress=progress)
-    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint)
+                   split_file=run_dir / "split.json", progress=progress, trained=(run_dir, recipe.model))
+    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta)
 
 
 def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> Path:

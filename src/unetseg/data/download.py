@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from ..io import atomic_dir, check_output_dir
 from .errors import DataError
 from .folder import scan_folder
 
@@ -23,9 +23,7 @@ def find_dataset_root(top: Path) -> Path:
 
 def download_dataset(out: Path, handle: str = KAGGLE_DATASET, overwrite: bool = False) -> tuple[Path, int]:
     """Download with kagglehub (its cache, its credentials), copy into OUT atomically; (OUT, pairs)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out}: output folder is not empty (use --overwrite to replace it)")
+    check_output_dir(out, overwrite)
     try:
         import kagglehub
     except ImportError:
@@ -41,16 +39,8 @@ def download_dataset(out: Path, handle: str = KAGGLE_DATASET, overwrite: bool = 
         raise DataError(f"could not download Kaggle dataset {handle}: {kind}: {str(e).splitlines()[0][:160] if str(e) else ''} "
                         f"({hint})") from None
     root = find_dataset_root(fetched)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for sub in ("Images", "Masks"):
             shutil.copytree(root / sub, tmp / sub)
         pairs = len(scan_folder(tmp).pairs)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out, pairs
+    return Path(out), pairs

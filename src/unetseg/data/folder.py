@@ -10,8 +10,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .spec import DatasetSpec, mask_to_classes
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 MIN_SIDE = 2  # a chip smaller than this on either side carries no usable context
 
 
@@ -106,50 +107,99 @@ def _short(e: Exception) -> str:
     return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
-def to_uint8(a: np.ndarray) -> np.ndarray:
-    """Scale 16-bit or float arrays to 0..255 (8-bit arrays are returned as they are)."""
-    if a.dtype == np.uint8:
+def to_uint8(a: np.ndarray, max_value: float | None = None) -> np.ndarray:
+    """Scale to 0..255: `max_value` maps to 255 (default: 255 for 8-bit, 65535 for 16-bit data above 255, 1.0 for floats)."""
+    if a.dtype == np.uint8 and max_value in (None, 255):
         return a
-    if np.issubdtype(a.dtype, np.integer):
-        top = 65535 if a.max(initial=0) > 255 else 255
-        return (a.astype(np.float32) * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
-    return (np.nan_to_num(a.astype(np.float32)).clip(0, 1) * 255).round().astype(np.uint8)
+    if max_value is None:
+        if np.issubdtype(a.dtype, np.integer):
+            max_value = 65535 if a.max(initial=0) > 255 else 255
+        else:
+            max_value = 1.0
+    return (np.nan_to_num(a.astype(np.float32)) * (255.0 / max_value)).round().clip(0, 255).astype(np.uint8)
 
 
-def read_image(path: Path) -> tuple[np.ndarray, str | None]:
-    """An RGB uint8 array (H, W, 3), and a note when the file's colour mode had to be converted."""
-    img = _open(path)
+def _load_npy(path: Path) -> np.ndarray:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({_short(e)})") from None
+    if a.ndim not in (2, 3) or min(a.shape[:2]) < MIN_SIDE:
+        raise DataError(f"{path}: expected an (H, W) or (H, W, C) array of at least {MIN_SIDE} px, found shape {a.shape}")
+    return a
+
+
+def _load_bands(path: Path) -> np.ndarray:
+    """All bands of a (multi-band) TIFF as (H, W, C), with rasterio."""
+    try:
+        import rasterio
+        from rasterio.errors import RasterioIOError
+    except ImportError:
+        raise DataError(f"{path}: multi-band TIFFs need rasterio (pip install 'unetseg[geo]')") from None
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        with rasterio.open(path) as src:
+            a = src.read()
+    except RasterioIOError as e:
+        raise DataError(f"{path}: not a readable TIFF ({_short(e)})") from None
+    return np.moveaxis(a, 0, -1)
+
+
+def read_image(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray, str | None]:
+    """A (H, W, C) uint8 array with the dataset's channel count, and a note when the file had to be converted."""
+    spec = spec or DatasetSpec()
+    n = len(spec.channels)
     note = None
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        rgb = np.repeat(to_uint8(np.asarray(img))[..., None], 3, axis=2)
-        return rgb, f"{path.name}: {img.mode} converted to 8-bit RGB"
-    if img.mode != "RGB":
-        if img.mode not in ("L", "P", "RGBA", "LA"):
-            note = f"{path.name}: {img.mode} converted to RGB"
-        img = img.convert("RGB")
-    return np.asarray(img), note
-
-
-def read_mask(path: Path, threshold: int = 128) -> np.ndarray:
-    """A binary mask (H, W) uint8 in {0, 1}: grey value > threshold is water."""
-    img = _open(path)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        grey = to_uint8(np.asarray(img))
+    if path.suffix.lower() == ".npy" or (n != 3 and path.suffix.lower() in (".tif", ".tiff")):
+        a = _load_npy(path) if path.suffix.lower() == ".npy" else _load_bands(path)
+        a = a[..., None] if a.ndim == 2 else a
     else:
-        grey = np.asarray(img.convert("L"))
-    return (grey > threshold).astype(np.uint8)
+        img = _open(path)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            a = np.repeat(np.asarray(img)[..., None], 3, axis=2)
+            note = f"{path.name}: {img.mode} converted to 8-bit RGB"
+        else:
+            if img.mode not in ("RGB", "L", "P", "RGBA", "LA"):
+                note = f"{path.name}: {img.mode} converted to RGB"
+            a = np.asarray(img.convert("RGB"))
+    if a.shape[2] != n:
+        raise DataError(f"{path}: has {a.shape[2]} channel(s) but the dataset expects {n} ({', '.join(spec.channels)})")
+    return to_uint8(a, spec.max_value), note
+
+
+def read_mask(path: Path, spec: DatasetSpec | None = None) -> np.ndarray:
+    """Class indices (H, W) uint8: water (1) where grey > threshold by default, else per dataset.yaml."""
+    spec = spec or DatasetSpec()
+    if path.suffix.lower() == ".npy":
+        raw = _load_npy(path)
+    else:
+        img = _open(path)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            raw = to_uint8(np.asarray(img)) if spec.binary else np.asarray(img)
+        elif not spec.binary and spec.classes[0].value is not None and img.mode in ("L", "P"):
+            raw = np.asarray(img)  # grey values or palette indices
+        elif not spec.binary and spec.classes[0].color is not None:
+            raw = np.asarray(img.convert("RGB"))
+        else:
+            raw = np.asarray(img.convert("L"))
+    return mask_to_classes(raw, spec, path)
 
 
 def resize_nearest(a: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of an (H, W) or (H, W, C) uint8 array to size x size (as the seed did)."""
-    mode = None if a.ndim == 3 else "L"
-    return np.asarray(Image.fromarray(a, mode=mode).resize((size, size), Image.NEAREST))
+    """Nearest-neighbour resize of (H, W) or (H, W, C) to size x size (pixel centres; equals PIL's NEAREST)."""
+    h, w = a.shape[:2]
+    rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
+    return np.ascontiguousarray(a[rows][:, cols])
 
 
-def decode_pair(pair: Pair, size: int, threshold: int = 128) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Read, check and resize one pair: (image (S,S,3) uint8, mask (S,S) uint8, note)."""
-    image, note = read_image(pair.image)
-    mask = read_mask(pair.mask, threshold)
+def decode_pair(pair: Pair, size: int, spec: DatasetSpec | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Read, check and resize one pair: (image (S, S, C) uint8, class mask (S, S) uint8, note)."""
+    image, note = read_image(pair.image, spec)
+    mask = read_mask(pair.mask, spec)
     if image.shape[:2] != mask.shape:
         raise DataError(
             f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} px but its image "

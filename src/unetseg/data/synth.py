@@ -7,8 +7,6 @@ the masks carry JPEG noise exactly like the real dataset's and must be threshold
 from __future__ import annotations
 
 import io
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from ..io import atomic_dir, check_output_dir
 from .errors import DataError
 
 LAND_PALETTE = np.array([
@@ -42,6 +41,7 @@ class SynthConfig:
     jpeg_quality: int = 90
     mask_quality: int = 75
     no_water_fraction: float = 0.08
+    multiclass: bool = False  # 4 channels (R, G, B, NIR) as .npy, classes land/water/vegetation/built-up as PNG colours
 
 
 def smooth_noise(rng: np.random.Generator, h: int, w: int, scale: float, octaves: int = 3) -> np.ndarray:
@@ -116,6 +116,51 @@ def make_scene(rng: np.random.Generator, h: int, w: int, no_water_fraction: floa
     return img.clip(0, 255).astype(np.uint8), water
 
 
+# the multi-class set: (name, mask colour, mean R, G, B, NIR)
+MULTICLASS = [
+    ("land", (0, 0, 0), (150, 124, 92, 110)),
+    ("water", (0, 0, 255), (30, 52, 66, 14)),
+    ("vegetation", (0, 200, 0), (58, 98, 46, 205)),
+    ("built-up", (200, 0, 0), (152, 150, 148, 92)),
+]
+
+
+def make_multiclass_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """One 4-band scene (h, w, 4) uint8 and its class map (h, w): 0 land, 1 water, 2 vegetation, 3 built-up."""
+    classes = np.zeros((h, w), np.uint8)
+    veg = smooth_noise(rng, h, w, scale=rng.uniform(20, 80), octaves=3)
+    classes[veg > np.quantile(veg, rng.uniform(0.5, 0.8))] = 2
+    for _ in range(rng.integers(1, 6)):  # built-up blocks
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        classes[y0:y0 + rng.integers(6, max(7, h // 4)), x0:x0 + rng.integers(6, max(7, w // 4))] = 3
+    kind = rng.choice(["lake", "river", "coast"])
+    classes[{"lake": _lake, "river": _river, "coast": _coast}[kind](rng, h, w)] = 1
+    means = np.array([m[2] for m in MULTICLASS], np.float32)
+    img = means[classes] + rng.normal(0, 6, size=(len(MULTICLASS), 4)).astype(np.float32)[classes]
+    img += (smooth_noise(rng, h, w, scale=8, octaves=2)[..., None] - 0.5) * 40
+    img *= rng.uniform(0.85, 1.15)
+    img += rng.normal(0, 4, size=img.shape)
+    return img.clip(0, 255).astype(np.uint8), classes
+
+
+def multiclass_spec_yaml() -> str:
+    lines = ["# written by unetseg synth --multiclass", "channels: [red, green, blue, nir]", "classes:"]
+    lines += [f"  - {{name: {n}, color: [{c[0]}, {c[1]}, {c[2]}]}}" for n, c, _ in MULTICLASS]
+    return "\n".join(lines) + "\n"
+
+
+def _png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
 def _jpeg(a: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="JPEG", quality=quality)
@@ -125,26 +170,24 @@ def _jpeg(a: np.ndarray, quality: int) -> bytes:
 def write_synthetic(out: str | Path, cfg: SynthConfig = SynthConfig(), overwrite: bool = False,
                     progress: bool = True) -> Path:
     """Write cfg.n chips as OUT/Images/synth_N.jpg and OUT/Masks/synth_N.jpg (built aside, then renamed)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out}: output folder is not empty (use --overwrite to replace it)")
+    check_output_dir(out, overwrite)
     if cfg.n < 1 or cfg.min_size < 2 or cfg.max_size < cfg.min_size:
         raise DataError(f"synthetic data: need n >= 1 and 2 <= min_size <= max_size (got {cfg})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "Images").mkdir()
         (tmp / "Masks").mkdir()
+        if cfg.multiclass:
+            (tmp / "dataset.yaml").write_text(multiclass_spec_yaml())
+        colours = np.array([m[1] for m in MULTICLASS], np.uint8)
         for i in tqdm(range(cfg.n), desc="synthetic scenes", unit="chip", disable=not progress):
             rng = np.random.default_rng([cfg.seed, i])
             h, w = (int(v) for v in rng.integers(cfg.min_size, cfg.max_size + 1, size=2))
+            if cfg.multiclass:
+                img, classes = make_multiclass_scene(rng, h, w)
+                (tmp / "Images" / f"synth_{i}.npy").write_bytes(_npy(img))
+                (tmp / "Masks" / f"synth_{i}.png").write_bytes(_png(colours[classes]))
+                continue
             img, water = make_scene(rng, h, w, cfg.no_water_fraction)
             (tmp / "Images" / f"synth_{i}.jpg").write_bytes(_jpeg(img, cfg.jpeg_quality))
             (tmp / "Masks" / f"synth_{i}.jpg").write_bytes(_jpeg((water * 255).astype(np.uint8), cfg.mask_quality))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)

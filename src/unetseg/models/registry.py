@@ -7,12 +7,14 @@ from typing import Callable
 from torch import nn
 
 from ..config import ModelConfig
+from .ternausnet import TernausNet
 from .unet import UNet
 
 Builder = Callable[[ModelConfig], nn.Module]
 MODELS: dict[str, Builder] = {
     "unet": UNet,  # the seed: no batch norm unless the config asks
     "unet-bn": lambda cfg: UNet(_with(cfg, batch_norm=True)),
+    "ternausnet": TernausNet,  # VGG11 encoder; pretrained weights only from a local file (--encoder-weights)
 }
 
 

@@ -1,0 +1,88 @@
+"""Batch augmentation with kornia: geometric transforms shared by image and mask, colour on the image only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kornia.augmentation as K
+import torch
+from kornia.constants import DataKey, Resample
+
+
+@dataclass
+class AugmentConfig:
+    flips: bool = True
+    rot90: bool = True
+    scale: tuple[float, float] | None = (0.5, 1.0)  # random resized crop: area fraction kept; None = off
+    crop_p: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2  # RGB inputs only
+    hue: float = 0.03  # RGB inputs only
+    jitter_p: float = 0.8
+    noise_std: float = 0.0  # Gaussian noise on the [0, 1] image; 0 = off
+    blur_p: float = 0.0
+
+
+class Augment(torch.nn.Module):
+    """Call with (x (N, C, H, W) float in [0, 1], y (N, H, W) integer mask) -> augmented (x, y)."""
+
+    def __init__(self, cfg: AugmentConfig, channels: int = 3):
+        super().__init__()
+        geometric: list[torch.nn.Module] = []
+        if cfg.flips:
+            geometric += [K.RandomHorizontalFlip(), K.RandomVerticalFlip()]
+        if cfg.rot90:
+            geometric.append(K.RandomRotation90(times=(0, 3), p=1.0))
+        if cfg.scale:
+            geometric.append(_ResizedCrop(cfg.scale, cfg.crop_p))
+        photometric: list[torch.nn.Module] = []
+        if channels == 3 and (cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue):
+            photometric.append(K.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p))
+        elif cfg.brightness or cfg.contrast:  # any channel count: per-image gain and offset
+            photometric.append(_GainOffset(cfg.brightness, cfg.contrast, cfg.jitter_p))
+        if cfg.blur_p:
+            photometric.append(K.RandomGaussianBlur((3, 3), (0.1, 1.0), p=cfg.blur_p))
+        if cfg.noise_std:
+            photometric.append(K.RandomGaussianNoise(std=cfg.noise_std, p=0.5))
+        self.geometric = K.AugmentationSequential(
+            *geometric, data_keys=["input", "mask"],
+            extra_args={DataKey.MASK: {"resample": Resample.NEAREST, "align_corners": None}},
+        ) if geometric else None
+        self.photometric = torch.nn.Sequential(*photometric)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.geometric is not None:
+            x, m = self.geometric(x, y[:, None].float())
+            y = m[:, 0].round().to(y.dtype)
+        x = self.photometric(x).clamp_(0, 1)
+        return x.contiguous(memory_format=torch.channels_last), y
+
+
+class _ResizedCrop(K.RandomResizedCrop):
+    """RandomResizedCrop back to the size of its input (kornia wants the output size up front)."""
+
+    def __init__(self, scale, p):
+        super().__init__(size=(1, 1), scale=scale, ratio=(0.75, 4 / 3), p=p)
+
+    def forward(self, input, params=None, **kwargs):  # noqa: A002
+        self.size = tuple(input.shape[-2:])
+        self.flags["size"] = self.size
+        self._param_generator.output_size = self.size
+        return super().forward(input, params=params, **kwargs)
+
+
+class _GainOffset(torch.nn.Module):
+    """Brightness/contrast for any number of channels: x * gain + offset, per image."""
+
+    def __init__(self, brightness: float, contrast: float, p: float):
+        super().__init__()
+        self.b, self.c, self.p = brightness, contrast, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        on = (torch.rand(n, 1, 1, 1, device=x.device) < self.p).float()
+        gain = 1 + (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * self.c * on
+        offset = (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * self.b * on
+        return x * gain + offset

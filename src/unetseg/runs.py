@@ -1,0 +1,55 @@
+"""Comparing runs: one row per run folder (model, recipe, epochs, time, test scores)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+COLUMNS = ["run", "model", "recipe", "params", "epochs", "train_min", "test_miou", "water_iou", "tta_miou"]
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def run_row(run: Path) -> dict:
+    info = _load(run / "run.json")
+    metrics = _load(run / "metrics.json")
+    tta = max((_load(p).get("mean_iou", math.nan) for p in run.glob("metrics-tta-*.json")), default=math.nan)
+    r = info.get("recipe", {})
+    return {
+        "run": run.name, "model": r.get("model", {}).get("name", "?"), "recipe": r.get("name", "?"),
+        "params": info.get("parameters", 0), "epochs": info.get("epochs_run", 0),
+        "train_min": round(info.get("train_seconds", math.nan) / 60, 1),
+        "test_miou": metrics.get("mean_iou", math.nan), "water_iou": metrics.get("water_iou", math.nan),
+        "tta_miou": tta,
+    }
+
+
+def list_runs(root: Path) -> list[dict]:
+    """Every folder under root (root included) that has a run.json."""
+    return [run_row(p.parent) for p in sorted(Path(root).rglob("run.json"))]
+
+
+def format_table(rows: list[dict], sort: str = "test_miou", markdown: bool = False) -> str:
+    if sort not in COLUMNS:
+        raise ValueError(f"cannot sort by {sort!r}; choose one of: {', '.join(COLUMNS)}")
+    numeric = sort not in ("run", "model", "recipe")
+    rows = sorted(rows, key=lambda r: (-r[sort] if not math.isnan(r[sort]) else math.inf) if numeric else r[sort])
+
+    def cell(column: str, v) -> str:
+        if isinstance(v, float):
+            return "-" if math.isnan(v) else f"{v:.1f}" if column == "train_min" else f"{v:.4f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    table = [COLUMNS] + [[cell(c, r[c]) for c in COLUMNS] for r in rows]
+    if markdown:
+        return "\n".join(["| " + " | ".join(t) + " |" for t in table[:1]] + ["|" + "---|" * len(COLUMNS)] +
+                         ["| " + " | ".join(t) + " |" for t in table[1:]])
+    widths = [max(len(t[i]) for t in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths)))
+                     for t in table)
