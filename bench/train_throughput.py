@@ -4,7 +4,10 @@ Prints the CPU model, the precision the default path uses, images/s of both meas
 one run, the default path as a fraction of this machine's matmul roofline (matmul GFLOP/s in that
 precision / 20 GFLOP per training image), and the projected time of the full seed recipe.
 
-    python bench/train_throughput.py [--rounds 3] [--json out.json]
+    python bench/train_throughput.py [--rounds 3] [--json out.json] [--recipe improved]
+
+With --recipe, it also times that recipe's own training step (its model, batch, size, augmentation and
+loss) in fp32 and in the default precision, and projects the recipe's full training time from each.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import torch
 
 from unetseg.bench import SEED_TRAIN_GFLOP, TrainStep, interleaved_images_per_s, matmul_gflops
+from unetseg.config import get_recipe
 from unetseg.runtime import cpu_model, select_runtime
 
 
@@ -23,6 +27,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed steps of each variant (median is kept)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--recipe", action="append", default=[], help="also time this recipe's step (repeatable)")
     args = ap.parse_args()
 
     precision = select_runtime("auto", "cpu").precision
@@ -49,10 +54,23 @@ def main() -> None:
     train_imgs, val_imgs, epochs = 2290, 250, 18
     seconds = epochs * (train_imgs / ips[default_name] + val_imgs / (3 * ips[default_name]))
     print(f"projected full seed recipe (18 epochs x 2290 chips + validation): {seconds / 3600:.2f} h")
+    recipes = {}
+    for name in args.recipe:
+        recipe = get_recipe(name)
+        steps = {p: TrainStep.for_recipe(recipe, p) for p in dict.fromkeys(["fp32", precision])}
+        r_ips = interleaved_images_per_s(steps, rounds=args.rounds)
+        recipes[name] = {}
+        for p, v in r_ips.items():
+            minutes = recipe.epochs * 2290 / v / 60
+            recipes[name][p] = {"images_per_s": v, "projected_train_minutes": minutes}
+            print(f"recipe {name} ({recipe.model.name}, width {recipe.model.base_width}, batch {recipe.batch_size}, "
+                  f"{recipe.image_size} px, augmentation {'on' if recipe.augment else 'off'}), {p}: {v:.1f} img/s "
+                  f"-> {recipe.epochs} epochs x 2290 chips in {minutes:.0f} min (+ validation)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_model(), "precision": precision, "roofline_gflops": roof, "images_per_s": ips,
-                       "fraction_of_roofline": frac, "projected_seed_hours": seconds / 3600}, f, indent=1)
+                       "fraction_of_roofline": frac, "projected_seed_hours": seconds / 3600, "recipes": recipes},
+                      f, indent=1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from unetseg.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "reproduce", "synth", "download"]
+COMMANDS = ["train", "evaluate", "reproduce", "synth", "download", "runs", "augment-preview"]
 
 
 def unetseg(*args, cwd=None, env=None):
@@ -119,3 +119,25 @@ def test_download_failures_are_explained(fake_kaggle, tmp_path, handle, expected
     r = runner.invoke(app, ["download", str(tmp_path / "wb"), "--dataset", handle])
     assert r.exit_code == 2 and expected in r.output and handle in r.output
     assert not (tmp_path / "wb").exists()
+
+
+def test_reproduce_without_data_uses_synthetic_scenes_and_says_so(tmp_path):
+    r = unetseg("reproduce", "--recipe", "quick", "--epochs", "1", "--image-size", "32", "--out", tmp_path / "run",
+                "--quiet", env={"UNETSEG_DATA": str(tmp_path / "nowhere"), "UNETSEG_CACHE": str(tmp_path / "c")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "synthetic scenes" in r.stdout and "no real data found" in r.stdout
+    assert (tmp_path / "run-synthetic-data" / "Images").is_dir()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "synthetic" in report and "0.748" in report
+
+
+def test_tensorboard_flag_explains_a_missing_package(tmp_path, synth_data):
+    pytest.importorskip("torch")
+    try:
+        import tensorboard  # noqa: F401
+
+        pytest.skip("tensorboard is installed here")
+    except ImportError:
+        pass
+    r = unetseg("train", "--data", synth_data, "--out", tmp_path / "run", "--tensorboard")
+    assert r.returncode == 2 and "pip install tensorboard" in r.stderr and not (tmp_path / "run").exists()

@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from .config import ModelConfig
+from .augment import Augment, AugmentConfig
+from .config import ModelConfig, Recipe
 from .models import build_model
 from .train import loss_fn
 
@@ -27,24 +28,31 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
 
 
 class TrainStep:
-    """One optimiser step of the seed U-Net on a fixed random batch, in a given layout and precision."""
+    """One optimiser step (augmentation included, if any) on a fixed random batch, in a given layout and precision."""
 
     def __init__(self, precision: str, channels_last: bool, batch: int = 32, size: int = 128,
-                 cfg: ModelConfig = ModelConfig()):
+                 cfg: ModelConfig = ModelConfig(), augment: AugmentConfig | None = None, loss: str = "bce"):
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.model = build_model(cfg).to(memory_format=fmt).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x = torch.rand(batch, cfg.in_channels, size, size).contiguous(memory_format=fmt)
-        self.y = (torch.rand(batch, size, size) > 0.5).float()
+        self.y = (torch.rand(batch, size, size) > 0.5).long()
+        self.augment = Augment(augment, cfg.in_channels) if augment else None
         self.dtype = {"bf16": torch.bfloat16}.get(precision)
-        self.batch = batch
+        self.batch, self.loss = batch, loss
+
+    @classmethod
+    def for_recipe(cls, recipe: Recipe, precision: str, channels_last: bool = True) -> "TrainStep":
+        return cls(precision, channels_last, recipe.batch_size, recipe.image_size, recipe.model, recipe.augment,
+                   recipe.loss)
 
     def __call__(self) -> float:
         t = time.perf_counter()
+        x, y = self.augment(self.x, self.y) if self.augment else (self.x, self.y)
         with torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype is not None):
-            logits = self.model(self.x)
-        loss = loss_fn(logits, self.y)
+            logits = self.model(x)
+        loss = loss_fn(logits, y, self.loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -85,9 +85,9 @@ def _quick() -> Recipe:
     return Recipe(
         name="quick",
         model=ModelConfig(name="unet-bn", base_width=16, batch_norm=True),
-        epochs=4,
+        epochs=3,
         batch_size=16,
-        image_size=128,
+        image_size=96,  # about 5 min on 2 fp32 cores for 2290 chips; half that with native bf16
         early_stopping_patience=0,
         monitor="val_miou",
     )
