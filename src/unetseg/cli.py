@@ -148,21 +148,10 @@ def reproduce(
       unetseg reproduce --recipe seed --data ../shared/data/water-bodies --out runs/seed   (about 2 h on 2 cores)
       unetseg reproduce --recipe quick                                                    (a few minutes)
     """
-    from .workflow import default_data_dir, reproduce as run
+    from .workflow import reproduce as run, resolve_data
 
     r = _recipe(recipe, epochs, batch_size, None, image_size, model, base_width, seed, encoder_weights)
-    if data is None and default_data_dir().is_dir():
-        data = default_data_dir()
-        desc = f"real data at {data}"
-    elif data is None:
-        from .data.synth import SynthConfig, write_synthetic
-
-        data = out.parent / f"{out.name}-synthetic-data"
-        if not (data / "Images").is_dir():
-            write_synthetic(data, SynthConfig(), overwrite=True)
-        desc = f"synthetic scenes in {data} (no real data found at {default_data_dir()})"
-    else:
-        desc = str(data)
+    data, desc = resolve_data(data, out)
     typer.echo(f"data: {desc}")
     cmd = "unetseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run(data, out, r, _runtime(precision, device), cmd, desc, skip_bad, overwrite, progress=not quiet)

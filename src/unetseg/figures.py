@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write a figure atomically (format from the suffix) and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
@@ -31,7 +32,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     b.set(xlabel="epoch", ylabel="mean IoU", title="Validation mean IoU")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_predictions(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, names: list[str],
@@ -49,14 +50,14 @@ def plot_predictions(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, na
             ax.set_title(title, fontsize=9)
             ax.axis("off")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_histogram(values: np.ndarray, path: Path, xlabel: str = "per-image water IoU") -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(values, bins=20, range=(0, 1), color="tab:blue", edgecolor="white")
     ax.set(xlabel=xlabel, ylabel="test images", title=f"{xlabel} (median {np.median(values):.2f})")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, names: list[str], path: Path) -> None:
@@ -70,4 +71,4 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path) -> None:
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
            xlabel="predicted", ylabel="true", title="Test confusion matrix (pixels)")
-    _save(fig, path)
+    save_figure(fig, path)

@@ -16,7 +16,7 @@ from .config import Recipe  # noqa: E402
 from .data.cache import load_chips  # noqa: E402
 from .data.folder import scan_folder  # noqa: E402
 from .data.spec import load_spec  # noqa: E402
-from .figures import _save  # noqa: E402
+from .figures import save_figure  # noqa: E402
 from .infer import to_input  # noqa: E402
 
 
@@ -43,5 +43,5 @@ def augment_preview(data: Path, recipe: Recipe, out: Path, n: int = 4, views: in
             for ax in (axes[2 * r, c], axes[2 * r + 1, c]):
                 ax.axis("off")
     fig.tight_layout()
-    _save(fig, Path(out))
+    save_figure(fig, Path(out))
     return Path(out)

@@ -29,6 +29,21 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("UNETSEG_DATA") or DEFAULT_DATA)
 
 
+def resolve_data(data: Path | None, out: Path) -> tuple[Path, str]:
+    """(folder, description): --data; else UNETSEG_DATA (or ../shared/data/water-bodies) if it exists; else
+    synthetic scenes made beside the run folder."""
+    if data is not None:
+        return Path(data), str(data)
+    if default_data_dir().is_dir():
+        return default_data_dir(), f"real data at {default_data_dir()}"
+    from .data.synth import SynthConfig, write_synthetic
+
+    synthetic = out.parent / f"{out.name}-synthetic-data"
+    if not (synthetic / "Images").is_dir():
+        write_synthetic(synthetic, SynthConfig(), overwrite=True)
+    return synthetic, f"synthetic scenes in {synthetic} (no real data found at {default_data_dir()})"
+
+
 def prepare_out_dir(out: Path, overwrite: bool) -> None:
     """A run folder must be new or empty, unless --overwrite (which clears it)."""
     check_output_dir(out, overwrite)
@@ -86,14 +101,14 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
         except ImportError:
             raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
     prepare_out_dir(out, overwrite)
+    split_cfg = SplitConfig(seed=recipe.seed)
     rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress, limit=limit,
-                   split_cfg=SplitConfig(seed=recipe.seed))
+                   split_cfg=split_cfg)
     for m in rd.messages:
         log(f"note: {m}")
     # the data decides the model's input channels and classes
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(
         recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes))
-    split_cfg = SplitConfig(seed=recipe.seed)
     save_split(out / "split.json", rd.split, split_cfg)
     run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "spec": rd.spec.to_dict(),
                 "skip_bad": skip_bad,

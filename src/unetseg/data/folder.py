@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,7 @@ def scan_folder(root: str | Path) -> Scan:
 
 
 def _natural_key(stem: str) -> list:
-    import re
-
+    """water_body_2 before water_body_10."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", stem)]
 
 

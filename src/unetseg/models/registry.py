@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from torch import nn
@@ -19,8 +20,6 @@ MODELS: dict[str, Builder] = {
 
 
 def _with(cfg: ModelConfig, **changes) -> ModelConfig:
-    import dataclasses
-
     return dataclasses.replace(cfg, **changes)
 
 
