@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 
@@ -32,6 +33,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     b.set(xlabel="epoch", ylabel="mean IoU", title="Validation mean IoU")
     for ax in (a, b):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     save_figure(fig, path)
 
 
