@@ -141,3 +141,16 @@ def test_tensorboard_flag_explains_a_missing_package(tmp_path, synth_data):
         pass
     r = unetseg("train", "--data", synth_data, "--out", tmp_path / "run", "--tensorboard")
     assert r.returncode == 2 and "pip install tensorboard" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_tensorboard_logs_every_epoch_where_installed(tmp_path, synth_data):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = runner.invoke(app, ["train", "--data", str(synth_data), "--out", str(tmp_path / "run"), "--recipe", "quick",
+                            "--epochs", "2", "--image-size", "32", "--tensorboard", "--quiet"])
+    assert r.exit_code == 0, r.output
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert {"train_loss", "val_loss", "val_miou"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val_miou")] == [1, 2]

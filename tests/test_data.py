@@ -9,6 +9,7 @@ from unetseg.config import SplitConfig
 from unetseg.data import DataError, load_chips, make_split, scan_folder
 from unetseg.data import cache as cache_mod
 from unetseg.data.folder import read_image
+from unetseg.data.spec import DatasetSpec
 from unetseg.data.split import split_sizes
 
 
@@ -145,8 +146,8 @@ def test_cache_is_reused_memory_mapped_and_keyed_by_content(tmp_path, monkeypatc
 
 def test_parallel_and_serial_decoding_agree(tmp_path):
     pairs = scan_folder(make_folder(tmp_path / "d", n=40)).pairs
-    a = cache_mod.build_chips(pairs, 16, 128, workers=2, progress=False)
-    b = cache_mod.build_chips(pairs, 16, 128, workers=1, progress=False)
+    a = cache_mod.build_chips(pairs, 16, DatasetSpec(), workers=2, progress=False)
+    b = cache_mod.build_chips(pairs, 16, DatasetSpec(), workers=1, progress=False)
     assert a.stems == b.stems and np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
 
 

@@ -99,7 +99,8 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
         try:
             import tensorboard as _  # noqa: F401
         except ImportError:
-            raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                            "(or unetseg[tensorboard])") from None
     prepare_out_dir(out, overwrite)
     split_cfg = SplitConfig(seed=recipe.seed)
     rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress, limit=limit,
@@ -149,9 +150,9 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
         f"- model: {r['model']['name']} (base width {r['model']['base_width']}, {info.get('parameters', 0):,} parameters)",
         f"- recipe: {r['name']}: {r['loss']}, {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
         f"{info.get('epochs_run')} of {r['epochs']} epochs, {r['image_size']} px",
-        f"- machine: {info['cpu']}; {info['runtime']}",
+        f"- machine: {info['runtime']}",
         f"- training time: {minutes:.1f} min", f"- command: `{command}`", "",
-        "| metric (test, 128 px, threshold 0.5) | seed (Keras) | this run |", "|---|---|---|",
+        f"| metric (test, {r['image_size']} px, threshold 0.5) | seed (Keras, 128 px) | this run |", "|---|---|---|",
         f"| mean IoU (water + background) | {SEED_MEAN_IOU:.3f} | **{metrics['mean_iou']:.4f}** |",
     ]
     for key in ("water_iou", "dice", "precision", "recall", "pixel_accuracy"):
