@@ -55,7 +55,9 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     suffix = "" if tta == "none" else f"-tta-{tta}"
     idx = sample_indices(len(test.stems), figure_samples)
     names = [test.stems[i] for i in idx]
-    if len(scores["confusion_matrix"]) == 2:
+    num_classes = len(scores["confusion_matrix"])
+    notes = ["" for _ in idx]
+    if num_classes == 2:
         ious = per_image_iou(pred, np.asarray(test.masks))
         result["per_image_water_iou"] = distribution(ious)
         rows = "stem,water_iou,true_water_fraction,pred_water_fraction\n" + "".join(
@@ -63,12 +65,9 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
             for i, (s, v) in enumerate(zip(test.stems, ious)))
         write_text_atomic(run_dir / f"per_image{suffix}.csv", rows)
         plot_histogram(ious, run_dir / f"per_image_iou{suffix}.png")
-        plot_predictions(np.asarray(test.images[idx]), np.asarray(test.masks[idx]), pred[idx], names,
-                         [f"IoU {v:.2f}" for v in ious[idx]], run_dir / f"test_predictions{suffix}.png")
-    else:
-        plot_predictions(np.asarray(test.images[idx]), np.asarray(test.masks[idx]), pred[idx], names,
-                         ["" for _ in idx], run_dir / f"test_predictions{suffix}.png",
-                         num_classes=len(scores["confusion_matrix"]))
+        notes = [f"(IoU {v:.2f})" for v in ious[idx]]
+    plot_predictions(np.asarray(test.images[idx]), np.asarray(test.masks[idx]), pred[idx], names, notes,
+                     run_dir / f"test_predictions{suffix}.png", num_classes=num_classes)
     plot_confusion(np.array(scores["confusion_matrix"]), list(scores["per_class_iou"]),
                    run_dir / f"confusion_matrix{suffix}.png")
     write_text_atomic(run_dir / f"metrics{suffix}.json", json.dumps(result, indent=1))

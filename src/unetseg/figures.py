@@ -21,6 +21,13 @@ def save_figure(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def mask_style(num_classes: int) -> dict:
+    """imshow arguments for a class map: black/white for water masks, tab10 colours for several classes."""
+    if num_classes == 2:
+        return {"cmap": "gray", "vmin": 0, "vmax": 1, "interpolation": "nearest"}
+    return {"cmap": "tab10", "vmin": 0, "vmax": 9, "interpolation": "nearest"}
+
+
 def plot_curves(history: list[dict], path: Path) -> None:
     """Loss (train, validation) and validation mean IoU per epoch."""
     epochs = [r["epoch"] for r in history]
@@ -42,13 +49,13 @@ def plot_predictions(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, na
     """One row per chip: the image (first three channels), its true mask, the predicted mask."""
     n = len(images)
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
-    cmap = "gray" if num_classes == 2 else "tab10"
-    for i in range(n):
+    style = mask_style(num_classes)
+    for i, row in enumerate(axes):
         img = images[i][..., :3] if images[i].shape[-1] >= 3 else images[i][..., 0]
-        for ax, a, title in zip(axes[i], (img, truth[i], pred[i]), (names[i], "true mask", f"predicted {notes[i]}")):
-            is_mask = a.ndim == 2 and a is not img
-            ax.imshow(a, cmap=cmap if is_mask else (None if a.ndim == 3 else "gray"), vmin=0,
-                      vmax=(1 if num_classes == 2 else 9) if is_mask else None, interpolation="nearest")
+        row[0].imshow(img, cmap=None if img.ndim == 3 else "gray", vmin=0, interpolation="nearest")
+        row[1].imshow(truth[i], **style)
+        row[2].imshow(pred[i], **style)
+        for ax, title in zip(row, (names[i], "true mask", f"predicted {notes[i]}")):
             ax.set_title(title, fontsize=9)
             ax.axis("off")
     fig.tight_layout()

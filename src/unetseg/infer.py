@@ -22,18 +22,18 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
-TTA_MODES = {"none": 1, "flips": 4, "d4": 8}
+# (quarter turns, horizontal flip) of each test-time view
+TTA_VIEWS: dict[str, list[tuple[int, bool]]] = {
+    "none": [(0, False)],
+    "flips": [(0, False), (0, True), (2, True), (2, False)],  # identity, h-flip, v-flip (rot180 + h-flip), both
+    "d4": [(k, f) for k in range(4) for f in (False, True)],  # all 8 symmetries of the square
+}
 
 
 def tta_views(mode: str) -> list[tuple[int, bool]]:
-    """(quarter turns, horizontal flip) of each test-time view: 'flips' = 4 flips, 'd4' = all 8 symmetries."""
-    if mode not in TTA_MODES:
-        raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of: {', '.join(TTA_MODES)}")
-    if mode == "none":
-        return [(0, False)]
-    if mode == "flips":  # identity, h-flip, v-flip (= rot180 + h-flip), both (= rot180)
-        return [(0, False), (0, True), (2, True), (2, False)]
-    return [(k, f) for k in range(4) for f in (False, True)]
+    if mode not in TTA_VIEWS:
+        raise ValueError(f"unknown test-time augmentation {mode!r}; choose one of: {', '.join(TTA_VIEWS)}")
+    return TTA_VIEWS[mode]
 
 
 def _view(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:

@@ -16,7 +16,7 @@ from .config import Recipe  # noqa: E402
 from .data.cache import load_chips  # noqa: E402
 from .data.folder import scan_folder  # noqa: E402
 from .data.spec import load_spec  # noqa: E402
-from .figures import save_figure  # noqa: E402
+from .figures import mask_style, save_figure  # noqa: E402
 from .infer import to_input  # noqa: E402
 
 
@@ -37,8 +37,7 @@ def augment_preview(data: Path, recipe: Recipe, out: Path, n: int = 4, views: in
         for r in range(rows):
             img = xi[r, :3].permute(1, 2, 0).numpy() if xi.shape[1] >= 3 else xi[r, 0].numpy()
             axes[2 * r, c].imshow(img.clip(0, 1), cmap=None if img.ndim == 3 else "gray")
-            axes[2 * r + 1, c].imshow(yi[r].numpy(), cmap="gray" if spec.binary else "tab10", vmin=0,
-                                      vmax=1 if spec.binary else 9, interpolation="nearest")
+            axes[2 * r + 1, c].imshow(yi[r].numpy(), **mask_style(len(spec.class_names)))
             axes[2 * r, c].set_title(f"{chips.stems[r]}\n{title}" if c == 0 else title, fontsize=8)
             for ax in (axes[2 * r, c], axes[2 * r + 1, c]):
                 ax.axis("off")

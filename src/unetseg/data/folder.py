@@ -15,6 +15,7 @@ from .spec import DatasetSpec, mask_to_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 MIN_SIDE = 2  # a chip smaller than this on either side carries no usable context
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I", "F")  # PIL modes of 16/32-bit integer or float pixels
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,13 @@ def _natural_key(stem: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", stem)]
 
 
-def _open(path: Path) -> Image.Image:
+def _check_not_empty(path: Path) -> None:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
+
+
+def _open(path: Path) -> Image.Image:
+    _check_not_empty(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -120,8 +125,7 @@ def to_uint8(a: np.ndarray, max_value: float | None = None) -> np.ndarray:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
+    _check_not_empty(path)
     try:
         a = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -138,8 +142,7 @@ def _load_bands(path: Path) -> np.ndarray:
         from rasterio.errors import RasterioIOError
     except ImportError:
         raise DataError(f"{path}: multi-band TIFFs need rasterio (pip install 'unetseg[geo]')") from None
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes)")
+    _check_not_empty(path)
     try:
         with rasterio.open(path) as src:
             a = src.read()
@@ -158,7 +161,7 @@ def read_image(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray,
         a = a[..., None] if a.ndim == 2 else a
     else:
         img = _open(path)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        if img.mode in HIGH_DEPTH_MODES:
             a = np.repeat(np.asarray(img)[..., None], 3, axis=2)
             note = f"{path.name}: {img.mode} converted to 8-bit RGB"
         else:
@@ -177,7 +180,7 @@ def read_mask(path: Path, spec: DatasetSpec | None = None) -> np.ndarray:
         raw = _load_npy(path)
     else:
         img = _open(path)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        if img.mode in HIGH_DEPTH_MODES:
             raw = to_uint8(np.asarray(img)) if spec.binary else np.asarray(img)
         elif not spec.binary and spec.classes[0].value is not None and img.mode in ("L", "P"):
             raw = np.asarray(img)  # grey values or palette indices

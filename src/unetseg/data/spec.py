@@ -94,12 +94,15 @@ def mask_to_classes(raw: np.ndarray, spec: DatasetSpec, path: Path) -> np.ndarra
         return (grey > spec.threshold).astype(np.uint8)
     out = np.full(raw.shape[:2], 255, np.uint8)
     by_color = spec.classes[0].color is not None
+    if by_color:
+        rgb = (raw if raw.ndim == 3 else np.repeat(raw[..., None], 3, axis=2))[..., :3].astype(np.int16)
+    else:
+        values = raw if raw.ndim == 2 else raw[..., 0]
     for i, c in enumerate(spec.classes):
         if by_color:
-            rgb = raw if raw.ndim == 3 else np.repeat(raw[..., None], 3, axis=2)
-            hit = (np.abs(rgb[..., :3].astype(np.int16) - np.array(c.color, np.int16)) <= spec.color_tolerance).all(-1)
+            hit = (np.abs(rgb - np.array(c.color, np.int16)) <= spec.color_tolerance).all(-1)
         else:
-            hit = (raw if raw.ndim == 2 else raw[..., 0]) == c.value
+            hit = values == c.value
         out[hit & (out == 255)] = i
     if (out == 255).any():
         y, x = map(int, np.argwhere(out == 255)[0])
