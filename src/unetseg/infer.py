@@ -11,7 +11,8 @@ from .runtime import Runtime
 
 def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) float in [0, 1], channels_last in memory (a free permute)."""
-    x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+    # np.array copies the batch: cache slices are read-only memory maps, which torch warns about wrapping
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
     x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)
     return x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
