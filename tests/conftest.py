@@ -40,3 +40,31 @@ def real_data() -> Path:
             pytest.fail(f"real data not found at {path}: set UNETSEG_DATA (CI must run the real-data tests)")
         pytest.skip(f"real data not found at {path} (set UNETSEG_DATA)")
     return path
+
+
+def _train(data: Path, out: Path, recipe, limit: int | None = None) -> Path:
+    from unetseg.runtime import select_runtime
+    from unetseg.workflow import run_train
+
+    run_train(data, out, recipe, select_runtime("auto"), progress=False, log=lambda m: None, limit=limit)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_run(real_data, tmp_path_factory) -> Path:
+    """A small U-Net trained briefly on 800 real pairs at 64 px (shared by the real-data tests)."""
+    from unetseg.config import ModelConfig, Recipe
+
+    recipe = Recipe(name="ci-real", model=ModelConfig(name="unet-bn", base_width=8, depth=4, batch_norm=True),
+                    epochs=4, batch_size=16, image_size=64, lr=3e-3, early_stopping_patience=0, monitor="val_miou")
+    return _train(real_data, tmp_path_factory.mktemp("real") / "run", recipe, limit=800)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_data, tmp_path_factory) -> Path:
+    """A tiny U-Net trained for one epoch on synthetic chips: fast, for checking plumbing and errors."""
+    from unetseg.config import ModelConfig, Recipe
+
+    recipe = Recipe(name="tiny", model=ModelConfig(name="unet-bn", base_width=4, depth=3, batch_norm=True),
+                    epochs=1, batch_size=16, image_size=32, early_stopping_patience=0)
+    return _train(synth_data, tmp_path_factory.mktemp("tiny") / "run", recipe)

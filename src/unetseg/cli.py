@@ -159,6 +159,71 @@ def reproduce(
 
 @app.command()
 @friendly
+def predict(
+    run: Path = typer.Argument(..., help="Run folder made by `unetseg train` (or a .safetensors checkpoint)."),
+    inputs: list[Path] = typer.Argument(..., help="Images (JPG, PNG, TIFF, GeoTIFF) and/or folders of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs (created if missing)."),
+    tile: int = typer.Option(256, help="Tile size in model pixels (after --scale)."),
+    overlap: int = typer.Option(32, help="Pixels shared by neighbouring tiles (model pixels, at most tile/2)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass."),
+    blend: str = typer.Option("cosine", help="How overlaps are blended: cosine, linear, average, or none "
+                              "(hard cut in the middle of each overlap)."),
+    scale: str = typer.Option("auto", help="Resize factor from input pixels to model pixels: auto (the median "
+                              "factor the run's training chips were resized by), fit (each image to the "
+                              "training chip size, as in training), or a number."),
+    threshold: float = typer.Option(0.5, help="Water probability above which a pixel is water."),
+    tta: str = TtaOpt,
+    bands: Optional[str] = typer.Option(None, help="Raster bands to use, 1-based, in the model's channel order, "
+                                        "e.g. 4,3,2 for Sentinel-2 red, green, blue."),
+    value_range: str = typer.Option("auto", "--value-range", help="Raw raster values mapped to 0..255: auto "
+                                    "(8-bit as is; 16-bit as Sentinel-2 reflectance x 10000, 0..4000; floats "
+                                    "0..0.4), percentile (2nd-98th), or LO,HI (e.g. 1000,5000 for L2A with the "
+                                    "+1000 offset)."),
+    probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
+                                       "images, a second band (percent) in the mask GeoTIFF."),
+    vectors: str = typer.Option("geojson", help="Water polygons for TIFF inputs: geojson, gpkg or none."),
+    min_area: float = typer.Option(0.0, "--min-area", help="Drop polygons smaller than this (m2; pixels "
+                                   "without a CRS)."),
+    simplify: float = typer.Option(0.0, help="Simplify polygons with this tolerance (CRS units)."),
+    checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
+    precision: str = PrecOpt, device: str = DeviceOpt, overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace outputs that already exist."), quiet: bool = QuietOpt,
+):
+    """Segment images of any size and GeoTIFF scenes with a trained run.
+
+    Plain images (JPG, PNG) give OUT/NAME_mask.png (water white), NAME_overlay.png and, with
+    --probabilities, NAME_probability.png. TIFFs and GeoTIFFs are read and written window by window
+    (memory stays flat whatever their size) and give OUT/NAME_mask.tif (same CRS, transform and size;
+    0 land, 1 water, 255 no-data; tiled and compressed) and NAME_water.geojson with one polygon per
+    water body and its area in m2. OUT/predictions.csv and .json get a row per input: water fraction,
+    water area, polygons, tiles and seconds.
+
+    Large inputs are cut into overlapping tiles that are blended with a cosine window, so there are
+    no seams. See docs/predict.md for how the scale is chosen and how to prepare Sentinel-2 scenes.
+
+    \b
+    Examples:
+      unetseg predict runs/improved photo.jpg --out predictions
+      unetseg predict runs/improved S2_scene.tif --bands 4,3,2 --out scene --vectors gpkg --min-area 1000
+    """
+    from .config import PredictConfig
+    from .predict.run import predict as run_predict
+    from .predict.sources import parse_bands, parse_value_range
+
+    try:
+        scale_value: str | float = scale if scale in ("auto", "fit") else float(scale)
+    except ValueError:
+        raise ValueError(f"--scale {scale!r}: auto, fit or a positive number") from None
+    cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=scale_value,
+                        threshold=threshold, tta=tta, bands=parse_bands(bands),
+                        value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
+                        min_area=min_area, simplify=simplify, checkpoint=checkpoint)
+    run_predict(run, inputs, out, cfg, _runtime(precision, device), overwrite, progress=not quiet,
+                log=lambda m: typer.echo(m, err=m.startswith("error:")))
+
+
+@app.command()
+@friendly
 def synth(
     out: Path = typer.Argument(..., help="Folder to create (Images/ and Masks/ inside)."),
     n: int = typer.Option(400, "--n", help="Number of chips."),

@@ -129,3 +129,46 @@ def get_recipe(name: str) -> Recipe:
         return RECIPES[name]()
     except KeyError:
         raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
+
+
+@dataclass
+class PredictConfig:
+    """How to run a trained model over images and rasters (`unetseg predict`).
+
+    tile and overlap are in model pixels, i.e. after the input is resized by `scale`.
+    scale: 'auto' (the median factor by which the training chips were resized; see docs/predict.md),
+    'fit' (each image resized to the training chip size, exactly as in training), or a number.
+    """
+
+    tile: int = 256
+    overlap: int = 32
+    batch_size: int = 8
+    blend: str = "cosine"  # cosine | linear | average | none (hard cut at the middle of each overlap)
+    scale: str | float = "auto"
+    threshold: float = 0.5
+    tta: str = "none"
+    bands: list[int] | None = None  # 1-based raster bands in the model's channel order
+    value_range: str | tuple[float, float] = "auto"  # auto | percentile | (lo, hi)
+    probabilities: bool = False  # a probability PNG / a second GeoTIFF band
+    vectors: str = "geojson"  # geojson | gpkg | none (GeoTIFF inputs only)
+    min_area: float = 0.0  # drop polygons smaller than this (square metres; pixels when there is no CRS)
+    simplify: float = 0.0  # Douglas-Peucker tolerance in CRS units (pixels when there is no CRS)
+    checkpoint: str = "best"
+
+    def check(self) -> None:
+        if self.tile < 16:
+            raise ValueError(f"--tile {self.tile}: must be at least 16 model pixels")
+        if not 0 <= self.overlap <= self.tile // 2:
+            raise ValueError(f"--overlap {self.overlap}: must be between 0 and half the tile ({self.tile // 2})")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size {self.batch_size}: must be at least 1")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"--threshold {self.threshold}: must be between 0 and 1")
+        if self.vectors not in ("geojson", "gpkg", "none"):
+            raise ValueError(f"--vectors {self.vectors!r}: choose geojson, gpkg or none")
+        if self.min_area < 0 or self.simplify < 0:
+            raise ValueError("--min-area and --simplify must not be negative")
+        if isinstance(self.scale, str) and self.scale not in ("auto", "fit"):
+            raise ValueError(f"--scale {self.scale!r}: auto, fit or a positive number")
+        if not isinstance(self.scale, str) and not 0.01 <= self.scale <= 16:
+            raise ValueError(f"--scale {self.scale}: must be between 0.01 and 16")

@@ -137,11 +137,9 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def _load_bands(path: Path) -> np.ndarray:
     """All bands of a (multi-band) TIFF as (H, W, C), with rasterio."""
-    try:
-        import rasterio
-        from rasterio.errors import RasterioIOError
-    except ImportError:
-        raise DataError(f"{path}: multi-band TIFFs need rasterio (pip install 'unetseg[geo]')") from None
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
     _check_not_empty(path)
     try:
         with rasterio.open(path) as src:
@@ -191,12 +189,19 @@ def read_mask(path: Path, spec: DatasetSpec | None = None) -> np.ndarray:
     return mask_to_classes(raw, spec, path)
 
 
-def resize_nearest(a: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of (H, W) or (H, W, C) to size x size (pixel centres; equals PIL's NEAREST)."""
+def resize_to(a: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of (H, W) or (H, W, C) by pixel centres (equals PIL's NEAREST)."""
     h, w = a.shape[:2]
-    rows = np.minimum(((np.arange(size) + 0.5) * h / size).astype(np.int64), h - 1)
-    cols = np.minimum(((np.arange(size) + 0.5) * w / size).astype(np.int64), w - 1)
+    if (h, w) == (height, width):
+        return a
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
     return np.ascontiguousarray(a[rows][:, cols])
+
+
+def resize_nearest(a: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize to size x size, as every training chip is."""
+    return resize_to(a, size, size)
 
 
 def decode_pair(pair: Pair, size: int, spec: DatasetSpec | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -209,3 +214,23 @@ def decode_pair(pair: Pair, size: int, spec: DatasetSpec | None = None) -> tuple
             f"{pair.image.name} is {image.shape[1]}x{image.shape[0]} px"
         )
     return resize_nearest(image, size), resize_nearest(mask, size), note
+
+
+def image_shape(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header, without decoding the pixels."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape[:2])  # type: ignore[return-value]
+    if suffix in (".tif", ".tiff"):
+        import rasterio
+
+        with rasterio.open(path) as src:
+            return src.height, src.width
+    with Image.open(path) as img:
+        return img.size[1], img.size[0]
+
+
+def median_chip_scale(paths: list[Path], size: int) -> float:
+    """The median factor by which training resizes these images to size x size (geometric mean of both axes)."""
+    factors = [np.sqrt(size * size / (h * w)) for h, w in map(image_shape, paths)]
+    return float(np.median(factors)) if factors else 1.0

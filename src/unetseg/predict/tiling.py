@@ -1,14 +1,24 @@
-"""Pure tiling math for large images: overlapping windows, taper weights, normalised blending."""
+"""Pure tiling math for large images: overlapping windows, normalised taper weights, row-streamed blending.
+
+The weights are separable (a 1-D taper per axis) and every row of tiles has the same height, so the sum
+of the weights at a pixel is the product of two 1-D sums. Each tile's weights are divided by that sum
+up front; the blend is then a plain running sum that never needs a full-size weight image, and a band
+of rows is final as soon as the last row of tiles touching it has been added.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+BLENDS = ("cosine", "linear", "average", "none")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of windows of `tile` px with at least `overlap` px shared, covering [0, length) exactly.
 
-    The last window is aligned to the end; an image shorter than the tile gets one (clipped) window.
+    The last window is aligned to the end; a line shorter than the tile gets one (clipped) window.
     """
     if tile < 1 or not 0 <= overlap < tile:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile (got tile {tile}, overlap {overlap})")
@@ -20,50 +30,95 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def taper(n: int, overlap: int, kind: str = "cosine", floor: float = 1e-3) -> np.ndarray:
+    """1-D weights of one window of n px: 1 inside, rising over `overlap` px at each end (never below `floor`).
+
+    cosine: raised-cosine ramps; linear: straight ramps; average: all ones (plain mean of the overlaps).
+    """
+    if kind not in BLENDS:
+        raise ValueError(f"unknown blending window {kind!r} ({', '.join(BLENDS)})")
+    w = np.ones(n, np.float32)
+    k = min(overlap, n // 2)
+    if k and kind in ("cosine", "linear"):
+        t = (np.arange(k, dtype=np.float32) + 0.5) / k
+        edge = 0.5 - 0.5 * np.cos(np.pi * t) if kind == "cosine" else t
+        w[:k] = edge
+        w[n - k:] = edge[::-1]
+    return np.maximum(w, floor)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """The windows along one axis: start offsets, their common size, and each window's normalised weights."""
+
+    starts: list[int]
+    size: int
+    weights: list[np.ndarray]
+
+    @property
+    def length(self) -> int:
+        return self.starts[-1] + self.size
+
+
+def axis_windows(length: int, tile: int, overlap: int, kind: str = "cosine") -> Axis:
+    """Windows covering [0, length), with weights that sum to exactly one at every position.
+
+    kind 'none' switches blending off: each position takes the window whose centre is nearest (a hard cut).
+    """
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    pos = np.arange(length)
+    if kind == "none":
+        centres = np.array(starts) + (size - 1) / 2
+        owner = np.argmin(np.abs(pos[:, None] - centres[None, :]), axis=1)
+        return Axis(starts, size, [(owner[s:s + size] == i).astype(np.float32) for i, s in enumerate(starts)])
+    ramp = taper(size, overlap, kind)
+    total = np.zeros(length, np.float64)
+    for s in starts:
+        total[s:s + size] += ramp
+    return Axis(starts, size, [(ramp / total[s:s + size]).astype(np.float32) for s in starts])
+
+
 def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
     """Windows (y0, x0, y1, x1), row by row, covering every pixel of a height x width image."""
     return [(y, x, min(y + tile, height), min(x + tile, width))
             for y in tile_starts(height, tile, overlap) for x in tile_starts(width, tile, overlap)]
 
 
-def window_weights(height: int, width: int, overlap: int, kind: str = "cosine", floor: float = 1e-3) -> np.ndarray:
-    """(height, width) blending weights: 1 inside, tapering over `overlap` px at each edge (never below `floor`).
+class RowBlender:
+    """Sums normalised tile predictions one row of tiles at a time; `finish_row` returns the rows that are final.
 
-    kind: 'cosine' (raised-cosine taper), 'linear', or 'none' (all ones: plain averaging, seams show).
+    Memory is two rows of tiles (channels x tile height x width), whatever the image height.
     """
-    def ramp(n: int) -> np.ndarray:
-        w = np.ones(n, np.float32)
-        k = min(overlap, n // 2)
-        if k and kind != "none":
-            t = (np.arange(k, dtype=np.float32) + 0.5) / k
-            edge = 0.5 - 0.5 * np.cos(np.pi * t) if kind == "cosine" else t
-            w[:k] = edge
-            w[n - k:] = edge[::-1]
-        elif kind not in ("cosine", "linear", "none"):
-            raise ValueError(f"unknown blending window {kind!r} (cosine, linear, none)")
-        return np.maximum(w, floor)
 
-    if kind not in ("cosine", "linear", "none"):
-        raise ValueError(f"unknown blending window {kind!r} (cosine, linear, none)")
-    return np.outer(ramp(height), ramp(width))
+    def __init__(self, rows: Axis, width: int, channels: int = 1):
+        self.rows, self.width = rows, width
+        self.buf = np.zeros((channels, rows.size, width), np.float32)
+        self.spare = np.zeros_like(self.buf)  # the next row's buffer; the two swap at every row
+        self.row = 0
 
+    def add(self, pred: np.ndarray, x0: int, wy: np.ndarray, wx: np.ndarray) -> None:
+        """Add a (C, h, w) or (h, w) prediction of the current row of tiles whose window starts at column x0.
 
-class Blender:
-    """Accumulates weighted tile predictions ((C, h, w) or (h, w)) and returns their normalised blend."""
-
-    def __init__(self, height: int, width: int, channels: int = 1):
-        self.sum = np.zeros((channels, height, width), np.float32)
-        self.weight = np.zeros((height, width), np.float32)
-
-    def add(self, pred: np.ndarray, window: tuple[int, int, int, int], weights: np.ndarray) -> None:
-        y0, x0, y1, x1 = window
+        `pred` is scaled in place by the weights.
+        """
         pred = pred[None] if pred.ndim == 2 else pred
-        w = weights[: y1 - y0, : x1 - x0]
-        self.sum[:, y0:y1, x0:x1] += pred[:, : y1 - y0, : x1 - x0] * w
-        self.weight[y0:y1, x0:x1] += w
+        h, w = pred.shape[1:]
+        np.multiply(pred, wy[:h, None] * wx[None, :w], out=pred)
+        self.buf[:, :h, x0:x0 + w] += pred
 
-    def result(self) -> np.ndarray:
-        if (self.weight <= 0).any():
-            y, x = map(int, np.argwhere(self.weight <= 0)[0])
-            raise ValueError(f"pixel (x={x}, y={y}) was covered by no tile")
-        return self.sum / self.weight
+    def finish_row(self) -> tuple[int, np.ndarray]:
+        """(first row, (C, n, width) blended values) for the rows no later tile touches; moves to the next row.
+
+        The values are a view that stays valid until the next call.
+        """
+        starts, r = self.rows.starts, self.row
+        y0 = starts[r]
+        y1 = starts[r + 1] if r + 1 < len(starts) else self.rows.length
+        n = y1 - y0
+        old, self.buf = self.buf, self.spare
+        self.buf[:, : self.rows.size - n] = old[:, n:]
+        self.buf[:, self.rows.size - n:] = 0
+        self.spare = old
+        self.row += 1
+        return y0, old[:, :n]

@@ -1,0 +1,136 @@
+"""Tiled, streamed inference: any image size in, blended probabilities out a band of rows at a time.
+
+One path: windows of `tile / scale` native pixels (overlapping by `overlap / scale`) are read from the
+source, resized (nearest, as the training chips were) to the model's scale, batched through the model,
+and the probabilities are resized back (bilinear) and blended with normalised taper weights. Finished
+rows go to the sink as soon as no later tile touches them. Memory is one row of tiles, whatever the
+image's size.
+
+Everything runs on the calling thread. On 2 cores, reading ahead and writing behind in background
+threads or a process was no faster: the model's two OpenMP threads lose a core to any concurrent work
+and wait at every barrier (bench/predict_scene.py; docs/predict.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..data.folder import resize_to
+from ..infer import predict_probs, to_input
+from ..runtime import Runtime
+from .sources import Source
+from .tiling import Axis, RowBlender, axis_windows
+
+# on_rows(first row, (C, n, W) float32 probabilities, (n, W) bool valid)
+RowSink = Callable[[int, np.ndarray, np.ndarray], None]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Native-pixel windows along each axis and the model-pixel size every window is resized to."""
+
+    rows: Axis
+    cols: Axis
+    model_shape: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.rows.starts) * len(self.cols.starts)
+
+
+def make_grid(height: int, width: int, scale: tuple[float, float], tile: int, overlap: int, blend: str) -> Grid:
+    """Windows of round(tile / scale) native px sharing round(overlap / scale) px, per axis."""
+    axes, model = [], []
+    for length, s in ((height, scale[0]), (width, scale[1])):
+        ntile = max(1, round(tile / s))
+        noverlap = min(round(overlap / s), ntile - 1)
+        axis = axis_windows(length, ntile, noverlap, blend)
+        axes.append(axis)
+        model.append(max(1, round(axis.size * s)))
+    return Grid(axes[0], axes[1], (model[0], model[1]))
+
+
+@dataclass
+class Stats:
+    tiles: int = 0
+    model_tiles: int = 0  # tiles with at least one valid pixel (the others skip the model)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+def _read_tiles(source: Source, grid: Grid) -> Iterator[tuple[int, int, int, np.ndarray | None, np.ndarray]]:
+    """(row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask)."""
+    mh, mw = grid.model_shape
+    for r, y0 in enumerate(grid.rows.starts):
+        for c, x0 in enumerate(grid.cols.starts):
+            raw, valid = source.read(y0, x0, grid.rows.size, grid.cols.size)
+            if not valid.any():
+                yield r, x0, c, None, valid
+                continue
+            pixels = source.to_uint8(resize_to(raw, mh, mw))  # resize first: scaling touches fewer pixels
+            if not valid.all():
+                pixels = np.where(resize_to(valid, mh, mw)[..., None], pixels, 0).astype(np.uint8)
+            yield r, x0, c, pixels, valid
+
+
+class Segmenter:
+    """A trained model and the tiling settings; `run` streams one source through it."""
+
+    def __init__(self, model: nn.Module, rt: Runtime, num_classes: int, tile: int = 256, overlap: int = 32,
+                 batch_size: int = 8, blend: str = "cosine", tta: str = "none"):
+        self.model, self.rt = model.eval(), rt
+        self.channels = 1 if num_classes == 1 else num_classes  # probability planes
+        self.tile, self.overlap, self.batch_size, self.blend, self.tta = tile, overlap, batch_size, blend, tta
+
+    @torch.inference_mode()
+    def forward(self, pixels: np.ndarray, native: tuple[int, int]) -> np.ndarray:
+        """(B, h, w, C) uint8 model-size tiles -> (B, planes, H, W) float32 probabilities at the native size."""
+        probs = predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta)
+        probs = probs[:, None] if probs.ndim == 3 else probs
+        if probs.shape[-2:] != native:
+            probs = F.interpolate(probs, size=native, mode="bilinear", align_corners=False)
+        return probs.float().cpu().numpy()
+
+    def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
+        grid = make_grid(source.height, source.width, scale, self.tile, self.overlap, self.blend)
+        blender = RowBlender(grid.rows, source.width, self.channels + 1)  # last plane: valid fraction
+        stats, t0 = Stats(tiles=len(grid)), time.perf_counter()
+        native = (grid.rows.size, grid.cols.size)
+        batch: list = []
+
+        def flush():
+            tm = time.perf_counter()
+            probs = self.forward(np.stack([b[3] for b in batch]), native)
+            stats.model_seconds += time.perf_counter() - tm
+            stats.model_tiles += len(batch)
+            for (r, x0, c, _, valid), p in zip(batch, probs):
+                while blender.row < r:  # every tile of the rows above is in: hand them over
+                    emit()
+                blender.add(np.concatenate([p, valid[None].astype(np.float32)]), x0, grid.rows.weights[r],
+                            grid.cols.weights[c])
+            batch.clear()
+
+        def emit():
+            y0, planes = blender.finish_row()
+            sink(y0, planes[:-1], planes[-1] > 0.5)
+
+        with tqdm(total=len(grid), desc=source.path.name, unit="tile", disable=not progress, leave=False) as bar:
+            for item in _read_tiles(source, grid):
+                if item[3] is not None:  # tiles that are all no-data add nothing
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        flush()
+                bar.update(1)
+            if batch:
+                flush()
+            while blender.row < len(grid.rows.starts):
+                emit()
+        stats.seconds = time.perf_counter() - t0
+        return stats

@@ -1,0 +1,119 @@
+"""What predict writes: class maps from probabilities, GeoTIFF bands written row band by row band,
+PNG mask / probability / overlay images, and the per-input counts behind the summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+NODATA = 255  # class and probability value of no-data pixels in every raster output
+WATER_RGB = np.array([30, 110, 255], np.float32)
+
+
+def class_map(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """(1, n, W) water probability -> 0/1 by threshold; (K, n, W) class probabilities -> argmax; uint8."""
+    if probs.shape[0] == 1:
+        return (probs[0] > threshold).astype(np.uint8)
+    return probs.argmax(axis=0).astype(np.uint8)
+
+
+def confidence(probs: np.ndarray) -> np.ndarray:
+    """Water probability (binary) or the winning class's probability, as a float (n, W) array."""
+    return probs[0] if probs.shape[0] == 1 else probs.max(axis=0)
+
+
+@dataclass
+class Counts:
+    """Pixels per class among the valid ones, accumulated band by band."""
+
+    num_classes: int
+    per_class: np.ndarray = field(init=False)
+    nodata: int = 0
+
+    def __post_init__(self):
+        self.per_class = np.zeros(max(2, self.num_classes), np.int64)
+
+    def add(self, classes: np.ndarray, valid: np.ndarray) -> None:
+        all_valid = bool(valid.all())
+        for k in range(len(self.per_class)):
+            hit = classes == k
+            self.per_class[k] += np.count_nonzero(hit if all_valid else hit & valid)
+        self.nodata += int(valid.size - np.count_nonzero(valid))
+
+    @property
+    def valid(self) -> int:
+        return int(self.per_class.sum())
+
+
+class GeoTiffWriter:
+    """A tiled, deflate-compressed uint8 GeoTIFF with the input's size, CRS and transform.
+
+    Band 1: class (0 land, 1 water; class index for multi-class models); band 2 (optional): probability in
+    percent. No-data is 255 in both.
+    """
+
+    def __init__(self, path: Path, height: int, width: int, crs: Any, transform: Any, probability: bool,
+                 tags: dict[str, str]):
+        import rasterio
+
+        profile = dict(driver="GTiff", height=height, width=width, count=2 if probability else 1, dtype="uint8",
+                       nodata=NODATA, compress="deflate", tiled=True, blockxsize=512, blockysize=512,
+                       BIGTIFF="IF_SAFER")
+        if crs is not None:
+            profile["crs"] = crs
+        if transform is not None:
+            profile["transform"] = transform
+        self.ds = rasterio.open(path, "w", **profile)
+        self.ds.update_tags(**tags)
+        self.ds.set_band_description(1, "class (0 land, 1 water, 255 no-data)")
+        if probability:
+            self.ds.set_band_description(2, "probability (percent, 255 no-data)")
+        self.probability = probability
+
+    def write(self, y0: int, classes: np.ndarray, probs: np.ndarray, valid: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        win = Window(0, y0, classes.shape[1], classes.shape[0])
+        self.ds.write(np.where(valid, classes, NODATA).astype(np.uint8), 1, window=win)
+        if self.probability:
+            pct = np.rint(confidence(probs) * 100).astype(np.uint8)
+            self.ds.write(np.where(valid, pct, NODATA), 2, window=win)
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+class ArrayCollector:
+    """Keeps the whole class map and probability of an image that fits in memory (plain images)."""
+
+    def __init__(self, height: int, width: int):
+        self.classes = np.zeros((height, width), np.uint8)
+        self.prob = np.zeros((height, width), np.float32)
+        self.valid = np.zeros((height, width), bool)
+
+    def write(self, y0: int, classes: np.ndarray, probs: np.ndarray, valid: np.ndarray) -> None:
+        n = classes.shape[0]
+        self.classes[y0:y0 + n], self.prob[y0:y0 + n], self.valid[y0:y0 + n] = classes, confidence(probs), valid
+
+
+def mask_png(classes: np.ndarray, valid: np.ndarray, num_classes: int) -> Image.Image:
+    """Binary: water 255, land 0. Multi-class: class index spread over 0..254. No-data: 0 (see the overlay)."""
+    step = 255 if num_classes <= 2 else 254 // (num_classes - 1)
+    return Image.fromarray(np.where(valid, classes * step, 0).astype(np.uint8), "L")
+
+
+def probability_png(prob: np.ndarray, valid: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.where(valid, np.rint(prob * 255), 0).astype(np.uint8), "L")
+
+
+def overlay_png(rgb: np.ndarray, water: np.ndarray, valid: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """The image with water tinted blue and no-data greyed out."""
+    out = rgb.astype(np.float32)
+    water = water & valid
+    out[water] = (1 - alpha) * out[water] + alpha * WATER_RGB
+    out[~valid] = 0.5 * out[~valid] + 0.5 * 128
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGB")
