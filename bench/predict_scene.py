@@ -58,16 +58,20 @@ def write_scene(path: Path, size: int, seed: int = 0, strip: int = 1024) -> None
 
 
 def run_predict(run: Path, raster: Path, out: Path, extra: list[str]) -> dict:
-    """The real command in a child process; its own peak RSS (ru_maxrss) and the summary it wrote."""
+    """The real command in a child process; its own peak RSS and the summary it wrote.
+
+    Peak RSS is VmHWM from /proc/self/status at exit: ru_maxrss would include this (parent) process's
+    memory, which the child inherits across fork + exec.
+    """
     report = out.with_suffix(".rss.json")
     code = (
-        "import json, resource, runpy, sys\n"
+        "import json, re, runpy, sys\n"
         f"sys.argv = ['unetseg', 'predict', {str(run)!r}, {str(raster)!r}, '--out', {str(out)!r}, "
         f"'--overwrite', '--quiet'] + {extra!r}\n"
         "try:\n    runpy.run_module('unetseg.cli', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code or 0\nelse:\n    code = 0\n"
-        f"open({str(report)!r}, 'w').write(json.dumps({{'peak_rss_mb': "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'code': code}))\n"
+        "hwm = int(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))\n"
+        f"open({str(report)!r}, 'w').write(json.dumps({{'peak_rss_mb': hwm / 1024, 'code': code}}))\n"
     )
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

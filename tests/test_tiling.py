@@ -35,15 +35,19 @@ def test_axis_weights_sum_to_one_at_every_position(length, tile, frac, kind):
     assert axis.length == length and np.allclose(total, 1.0, atol=1e-5)
 
 
-def _stream(pred_of, h, w, tile, overlap, kind, channels=1):
+def _stream(pred_of, h, w, tile, overlap, kind, channels=1, valid=None):
     rows, cols = axis_windows(h, tile, overlap, kind), axis_windows(w, tile, overlap, kind)
     blend, out = RowBlender(rows, w, channels), np.full((channels, h, w), np.nan, np.float32)
+    valid_out = np.zeros((h, w), bool)
     for y0, wy in zip(rows.starts, rows.weights):
         for x0, wx in zip(cols.starts, cols.weights):
-            blend.add(pred_of(y0, x0, rows.size, cols.size), x0, wy, wx)
-        r0, done = blend.finish_row()
+            v = None if valid is None else valid[y0:y0 + rows.size, x0:x0 + cols.size]
+            blend.add(pred_of(y0, x0, rows.size, cols.size), x0, wy, wx, v)
+        r0, done, done_valid = blend.finish_row()
         assert np.isnan(out[:, r0:r0 + done.shape[1]]).all()  # each row is handed back exactly once
         out[:, r0:r0 + done.shape[1]] = done
+        valid_out[r0:r0 + done.shape[1]] = done_valid
+    assert (valid_out == (True if valid is None else valid)).all()  # validity passes through unblended
     return out
 
 
@@ -59,7 +63,7 @@ def test_row_streaming_equals_the_whole_image_weighted_mean(h, w, tile, frac, ki
         preds[y0, x0] = rng.random((2, th, tw)).astype(np.float32)
         return preds[y0, x0].copy()  # add() scales its argument in place
 
-    out = _stream(pred_of, h, w, tile, overlap, kind, channels=2)
+    out = _stream(pred_of, h, w, tile, overlap, kind, channels=2, valid=rng.random((h, w)) > 0.3)
     # reference: the weighted mean computed over the whole image at once, with unnormalised 2-D weights
     rows, cols = axis_windows(h, tile, overlap, kind), axis_windows(w, tile, overlap, kind)
     ramp_y = np.ones(rows.size) if kind == "none" else taper(rows.size, overlap, kind)

@@ -90,17 +90,17 @@ class Segmenter:
         self.tile, self.overlap, self.batch_size, self.blend, self.tta = tile, overlap, batch_size, blend, tta
 
     @torch.inference_mode()
-    def forward(self, pixels: np.ndarray, native: tuple[int, int]) -> np.ndarray:
+    def forward(self, pixels: np.ndarray, native: tuple[int, int]) -> torch.Tensor:
         """(B, h, w, C) uint8 model-size tiles -> (B, planes, H, W) float32 probabilities at the native size."""
         probs = predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta)
         probs = probs[:, None] if probs.ndim == 3 else probs
         if probs.shape[-2:] != native:
             probs = F.interpolate(probs, size=native, mode="bilinear", align_corners=False)
-        return probs.float().cpu().numpy()
+        return probs.float().cpu()
 
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
         grid = make_grid(source.height, source.width, scale, self.tile, self.overlap, self.blend)
-        blender = RowBlender(grid.rows, source.width, self.channels + 1)  # last plane: valid fraction
+        blender = RowBlender(grid.rows, source.width, self.channels)
         stats, t0 = Stats(tiles=len(grid)), time.perf_counter()
         native = (grid.rows.size, grid.cols.size)
         batch: list = []
@@ -110,16 +110,18 @@ class Segmenter:
             probs = self.forward(np.stack([b[3] for b in batch]), native)
             stats.model_seconds += time.perf_counter() - tm
             stats.model_tiles += len(batch)
-            for (r, x0, c, _, valid), p in zip(batch, probs):
+            # weight the probabilities in one batched (multi-threaded) torch op
+            wy = torch.from_numpy(np.stack([grid.rows.weights[b[0]] for b in batch]))
+            wx = torch.from_numpy(np.stack([grid.cols.weights[b[2]] for b in batch]))
+            planes = (probs * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
+            for (r, x0, _, _, valid), p in zip(batch, planes):
                 while blender.row < r:  # every tile of the rows above is in: hand them over
                     emit()
-                blender.add(np.concatenate([p, valid[None].astype(np.float32)]), x0, grid.rows.weights[r],
-                            grid.cols.weights[c])
+                blender.add_weighted(p, x0, valid)
             batch.clear()
 
         def emit():
-            y0, planes = blender.finish_row()
-            sink(y0, planes[:-1], planes[-1] > 0.5)
+            sink(*blender.finish_row())
 
         with tqdm(total=len(grid), desc=source.path.name, unit="tile", disable=not progress, leave=False) as bar:
             for item in _read_tiles(source, grid):

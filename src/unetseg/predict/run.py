@@ -10,7 +10,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
@@ -23,7 +22,7 @@ from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png,
 from .sources import RasterSource, Source, collect_inputs, open_source
 from .vectors import SUFFIXES, Polygonizer, VectorWriter, areas, to_crs_coordinates
 
-GDAL_CACHE_MB = 128
+GDAL_CACHE_MB = 64
 SUMMARY_FIELDS = ["input", "kind", "width", "height", "crs", "scale", "tiles", "seconds", "tiles_per_s",
                   "valid_pixels", "nodata_pixels", "water_pixels", "water_fraction", "water_area", "area_unit",
                   "polygons", "outputs", "error"]

@@ -88,16 +88,19 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[tuple[in
 class RowBlender:
     """Sums normalised tile predictions one row of tiles at a time; `finish_row` returns the rows that are final.
 
-    Memory is two rows of tiles (channels x tile height x width), whatever the image height.
+    Alongside, a boolean plane records which pixels some tile marked valid (validity is a property of the
+    pixel, so it needs no blending). Memory is two rows of tiles (the current one and the next one's
+    buffer), whatever the image height.
     """
 
     def __init__(self, rows: Axis, width: int, channels: int = 1):
         self.rows, self.width = rows, width
         self.buf = np.zeros((channels, rows.size, width), np.float32)
-        self.spare = np.zeros_like(self.buf)  # the next row's buffer; the two swap at every row
+        self.valid = np.zeros((rows.size, width), bool)
+        self.spare, self.spare_valid = np.zeros_like(self.buf), np.zeros_like(self.valid)  # swapped every row
         self.row = 0
 
-    def add(self, pred: np.ndarray, x0: int, wy: np.ndarray, wx: np.ndarray) -> None:
+    def add(self, pred: np.ndarray, x0: int, wy: np.ndarray, wx: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Add a (C, h, w) or (h, w) prediction of the current row of tiles whose window starts at column x0.
 
         `pred` is scaled in place by the weights.
@@ -105,20 +108,29 @@ class RowBlender:
         pred = pred[None] if pred.ndim == 2 else pred
         h, w = pred.shape[1:]
         np.multiply(pred, wy[:h, None] * wx[None, :w], out=pred)
+        self.add_weighted(pred, x0, valid)
+
+    def add_weighted(self, pred: np.ndarray, x0: int, valid: np.ndarray | None = None) -> None:
+        """Add a (C, h, w) prediction already multiplied by its normalised weights, and its (h, w) valid mask
+        (None: all valid)."""
+        h, w = pred.shape[1:]
         self.buf[:, :h, x0:x0 + w] += pred
+        if valid is None:
+            self.valid[:h, x0:x0 + w] = True
+        else:
+            self.valid[:h, x0:x0 + w] |= valid
 
-    def finish_row(self) -> tuple[int, np.ndarray]:
-        """(first row, (C, n, width) blended values) for the rows no later tile touches; moves to the next row.
-
-        The values are a view that stays valid until the next call.
-        """
+    def finish_row(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(first row, (C, n, width) blended values, (n, width) valid) for the rows no later tile touches;
+        moves to the next row. The arrays are views that stay valid until the next call."""
         starts, r = self.rows.starts, self.row
         y0 = starts[r]
         y1 = starts[r + 1] if r + 1 < len(starts) else self.rows.length
-        n = y1 - y0
-        old, self.buf = self.buf, self.spare
-        self.buf[:, : self.rows.size - n] = old[:, n:]
-        self.buf[:, self.rows.size - n:] = 0
-        self.spare = old
+        n, keep = y1 - y0, self.rows.size - (y1 - y0)
+        old, old_valid = self.buf, self.valid
+        self.buf, self.valid = self.spare, self.spare_valid
+        self.buf[:, :keep], self.valid[:keep] = old[:, n:], old_valid[n:]
+        self.buf[:, keep:], self.valid[keep:] = 0, False
+        self.spare, self.spare_valid = old, old_valid
         self.row += 1
-        return y0, old[:, :n]
+        return y0, old[:, :n], old_valid[:n]

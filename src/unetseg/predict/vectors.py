@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import shape
 
 from ..data.errors import DataError
 
@@ -33,7 +32,7 @@ class Polygonizer:
     Bands are gathered to at least `rows` rows before polygonising (fewer cuts to merge).
     """
 
-    def __init__(self, height: int, rows: int = 2048):
+    def __init__(self, height: int, rows: int = 1024):
         self.height, self.rows = height, rows
         self.open: list[shapely.Polygon] = []  # pieces touching the last chunk's bottom edge
         self.chunk: list[np.ndarray] = []
@@ -107,7 +106,7 @@ class VectorWriter:
     file's "crs" member as GDAL writes it.
     """
 
-    def __init__(self, path: Path, kind: str, crs: Any, area_field: str, name: str = "water", batch: int = 20000):
+    def __init__(self, path: Path, kind: str, crs: Any, area_field: str, name: str = "water", batch: int = 2000):
         self.path, self.kind, self.name = path, kind, name
         self.crs, self.area_field, self.batch = crs, area_field, batch
         self.geoms: list = []
