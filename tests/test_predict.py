@@ -325,3 +325,15 @@ def test_one_bad_file_among_good_ones_is_reported_and_the_good_ones_are_written(
     assert (out / "good_mask.tif").exists() and not (out / "bad_mask.tif").exists()
     rows = json.loads((out / "predictions.json").read_text())["inputs"]
     assert [bool(row.get("error")) for row in rows] == [True, False]
+
+
+def test_training_records_the_chip_scale_that_predict_uses(tiny_run, synth_data):
+    from unetseg.data.folder import image_shape
+
+    info = json.loads((tiny_run / "run.json").read_text())
+    train = set(json.loads((tiny_run / "split.json").read_text())["train"])
+    shapes_ = [image_shape(p.image) for p in scan_folder(synth_data).pairs if p.stem in train]
+    assert info["chip_scale"] == pytest.approx(np.median([32 / np.sqrt(h * w) for h, w in shapes_]), abs=1e-4)
+    r = unetseg("predict", tiny_run, synth_data / "Images", "--out", tiny_run.parent / "p", "-q")
+    assert r.returncode == 0, r.stderr
+    assert f"scale {info['chip_scale']:.3f} (auto: the run's median training-chip resize factor" in r.stdout

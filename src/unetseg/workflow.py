@@ -13,7 +13,7 @@ from typing import Callable
 from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
 from .data.errors import DataError
-from .data.folder import scan_folder
+from .data.folder import median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluate import SEED_MEAN_IOU, evaluate_run
@@ -111,10 +111,14 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(
         recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes))
     save_split(out / "split.json", rd.split, split_cfg)
+    train_stems = set(rd.split["train"])
+    chip_scale = median_chip_scale([p.image for p in scan_folder(data).pairs if p.stem in train_stems],
+                                   recipe.image_size)
     run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "spec": rd.spec.to_dict(),
                 "skip_bad": skip_bad,
                 "bad_files": rd.chips.bad, "data_notes": rd.messages, "cpu": cpu_model(), "runtime": rt.describe(),
-                "counts": {k: len(v) for k, v in rd.split.items()}, "limit": limit}
+                "counts": {k: len(v) for k, v in rd.split.items()}, "limit": limit,
+                "chip_scale": round(chip_scale, 4)}  # predict --scale auto: the median training resize factor
     write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log,
                    tensorboard_dir=out / "tensorboard" if tensorboard else None)
