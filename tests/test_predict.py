@@ -337,3 +337,28 @@ def test_training_records_the_chip_scale_that_predict_uses(tiny_run, synth_data)
     r = unetseg("predict", tiny_run, synth_data / "Images", "--out", tiny_run.parent / "p", "-q")
     assert r.returncode == 0, r.stderr
     assert f"scale {info['chip_scale']:.3f} (auto: the run's median training-chip resize factor" in r.stdout
+
+
+def test_float_reflectance_with_nan_no_data_and_a_geographic_crs_get_geodesic_areas(tiny_run, tmp_path):
+    from pyproj import Geod
+    from rasterio.transform import from_origin as origin
+
+    rng = np.random.default_rng(5)
+    bands = rng.random((3, 60, 70)).astype(np.float32) * 0.4
+    bands[:, :10, :] = np.nan  # float no-data
+    res = 0.0001  # degrees: about 11 m at the equator
+    src = write_tif(tmp_path / "geo.tif", bands, crs="EPSG:4326", transform=origin(10.0, 0.003, res, res))
+    out = tmp_path / "out"
+    r = unetseg("predict", tiny_run, src, "--out", out, "--threshold", "0.3", "-q")
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(out / "geo_mask.tif") as m:
+        mask = m.read(1)
+    assert (mask[:10] == 255).all() and (mask[10:] != 255).all()
+    # each water pixel's own geodesic area, summed, against the polygons' geodesic areas
+    geod = Geod(ellps="WGS84")
+    rows, _ = np.nonzero(mask == 1)
+    assert len(rows) > 0
+    lat = 0.003 - rows * res
+    pixel = [abs(geod.polygon_area_perimeter([10, 10 + res, 10 + res, 10], [y, y, y - res, y - res])[0]) for y in lat]
+    fc = json.loads((out / "geo_water.geojson").read_text())
+    assert sum(f["properties"]["area_m2"] for f in fc["features"]) == pytest.approx(sum(pixel), rel=0.01)
