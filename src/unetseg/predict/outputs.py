@@ -3,6 +3,7 @@ PNG mask / probability / overlay images, and the per-input counts behind the sum
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class GeoTiffWriter:
     def __init__(self, path: Path, height: int, width: int, crs: Any, transform: Any, probability: bool,
                  tags: dict[str, str]):
         import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
 
         profile = dict(driver="GTiff", height=height, width=width, count=2 if probability else 1, dtype="uint8",
                        nodata=NODATA, compress="deflate", tiled=True, blockxsize=512, blockysize=512,
@@ -67,7 +69,9 @@ class GeoTiffWriter:
             profile["crs"] = crs
         if transform is not None:
             profile["transform"] = transform
-        self.ds = rasterio.open(path, "w", **profile)
+        with warnings.catch_warnings():  # a TIFF without a CRS is allowed; predict has said so already
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.ds = rasterio.open(path, "w", **profile)
         self.ds.update_tags(**tags)
         self.ds.set_band_description(1, "class (0 land, 1 water, 255 no-data)")
         if probability:

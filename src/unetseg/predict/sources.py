@@ -8,6 +8,7 @@ happen here, so the tiling engine only ever sees (h, w, C) uint8 and (h, w) bool
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,14 @@ class RasterSource(Source):
     def __init__(self, path: Path, channels: int, bands: list[int] | None = None,
                  value_range: str | tuple[float, float] = "auto"):
         import rasterio
-        from rasterio.errors import RasterioIOError
+        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
         if path.stat().st_size == 0:
             raise DataError(f"{path}: empty file (0 bytes)")
         try:
-            self.ds = rasterio.open(path)
+            with warnings.catch_warnings():  # predict says it in its own words (see notes below)
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self.ds = rasterio.open(path)
         except RasterioIOError as e:
             raise DataError(f"{path}: not a readable TIFF ({_short(e)})") from None
         ds = self.ds
