@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from unetseg.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "reproduce", "predict", "synth", "download", "runs", "augment-preview"]
+COMMANDS = ["train", "evaluate", "reproduce", "predict", "export", "synth", "download", "runs", "augment-preview"]
 
 
 def unetseg(*args, cwd=None, env=None):

@@ -186,6 +186,7 @@ def predict(
                                    "without a CRS)."),
     simplify: float = typer.Option(0.0, help="Simplify polygons with this tolerance (CRS units)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
+    engine: str = typer.Option("torch", help="torch, or onnxruntime (runs RUN/best.onnx from `unetseg export`)."),
     precision: str = PrecOpt, device: str = DeviceOpt, overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace outputs that already exist."), quiet: bool = QuietOpt,
 ):
@@ -217,9 +218,34 @@ def predict(
     cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=scale_value,
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
-                        min_area=min_area, simplify=simplify, checkpoint=checkpoint)
+                        min_area=min_area, simplify=simplify, checkpoint=checkpoint, engine=engine)
     run_predict(run, inputs, out, cfg, _runtime(precision, device), overwrite, progress=not quiet,
                 log=lambda m: typer.echo(m, err=m.startswith("error:")))
+
+
+@app.command()
+@friendly
+def export(
+    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: RUN/<checkpoint>.onnx)."),
+    checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export."),
+):
+    """Export a trained model to ONNX: fp32, dynamic batch, height and width, checked against PyTorch.
+
+    The file is written only if onnxruntime's logits match PyTorch's within 1e-3 and the masks agree
+    on at least 99.9% of pixels (printed). `unetseg predict RUN ... --engine onnxruntime` runs it.
+
+    Example: unetseg export runs/improved && unetseg predict runs/improved scene.tif --engine onnxruntime --out s
+    """
+    from .export import FORMATS, export_onnx
+
+    if format not in FORMATS:
+        raise ValueError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+    r = export_onnx(run, out, checkpoint, overwrite)
+    typer.echo(f"wrote {r['path']} in {r['seconds']} s; onnxruntime vs PyTorch: max |logit diff| "
+               f"{r['max_abs_logit_diff']:.2e}, masks agree on {100 * r['mask_agreement']:.3f}% of pixels")
 
 
 @app.command()

@@ -154,8 +154,11 @@ class PredictConfig:
     min_area: float = 0.0  # drop polygons smaller than this (square metres; pixels when there is no CRS)
     simplify: float = 0.0  # Douglas-Peucker tolerance in CRS units (pixels when there is no CRS)
     checkpoint: str = "best"
+    engine: str = "torch"  # torch | onnxruntime (RUN/<checkpoint>.onnx, made by `unetseg export`)
 
     def check(self) -> None:
+        if self.engine not in ("torch", "onnxruntime"):
+            raise ValueError(f"--engine {self.engine!r}: choose torch or onnxruntime")
         if self.tile < 16:
             raise ValueError(f"--tile {self.tile}: must be at least 16 model pixels")
         if not 0 <= self.overlap <= self.tile // 2:

@@ -58,8 +58,8 @@ class TernausNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         ph, pw = (-h) % 32, (-w) % 32
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        # always padded (even by 0): no branch on the size, so exported graphs keep dynamic sizes
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         skips = []
         for i, block in enumerate(self.encoder):
             x = block(x if i == 0 else F.max_pool2d(x, 2))

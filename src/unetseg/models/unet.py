@@ -58,8 +58,8 @@ class UNet(nn.Module):
         h, w = x.shape[-2:]
         m = self.cfg.size_multiple
         ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        # always padded (even by 0): no branch on the size, so exported graphs keep dynamic sizes
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         skips = []
         for i, block in enumerate(self.down):
             x = block(x)

@@ -71,6 +71,10 @@ class Predictor:
         info_path = Path(run_dir) / "run.json"
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
         model, ck = load_checkpoint(weights, rt.device)
+        if cfg.engine == "onnxruntime":
+            from ..export import load_exported
+
+            model = load_exported(Path(run_dir), cfg.checkpoint)
         info = json.loads(info_path.read_text()) if info_path.exists() else {"recipe": ck["recipe"]}
         recipe = Recipe.from_dict(info["recipe"])
         self.model_cfg: ModelConfig = recipe.model
@@ -82,6 +86,7 @@ class Predictor:
         self.segmenter = Segmenter(model, rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
                                    cfg.blend, cfg.tta)
         self.tags = {"unetseg_run": str(Path(run_dir).resolve()), "unetseg_checkpoint": weights.name,
+                     "unetseg_engine": cfg.engine,
                      "unetseg_threshold": str(cfg.threshold)}
         if cfg.scale == "auto":
             log(f"scale {self.auto_scale:.3f} (auto: {how}; see docs/predict.md)")
