@@ -53,6 +53,34 @@ def _recipe(name: str, epochs: Optional[int], batch_size: Optional[int], lr: Opt
     return recipe
 
 
+def _world(nproc: int, rt):
+    """Under torchrun: join its process group. With --nproc N > 1 outside torchrun: start torchrun with N
+    processes on this command (minus --nproc) and exit with its status."""
+    import subprocess
+
+    from .distributed import from_env, launched_by_torchrun
+
+    if nproc > 1 and not launched_by_torchrun():
+        args, skip = [], False
+        for a in sys.argv[1:]:
+            if skip:
+                skip = False
+            elif a == "--nproc":
+                skip = True
+            elif not a.startswith("--nproc="):
+                args.append(a)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "unetseg", *args]
+        typer.echo("running: torchrun " + " ".join(shlex.quote(c) for c in cmd[3:]), err=True)
+        raise typer.Exit(subprocess.call(cmd))
+    return from_env(rt.device)
+
+
+NprocOpt = typer.Option(1, "--nproc", help="Processes to train with (DistributedDataParallel via torchrun; gloo on "
+                        "CPU, nccl on GPU). The batch size stays the global batch. For several machines, use "
+                        "torchrun directly (see README).")
+
+
 def _runtime(precision: str, device: str):
     from .runtime import select_runtime
 
@@ -89,18 +117,29 @@ def train(
     limit: Optional[int] = typer.Option(None, help="Use only the first N pairs (for quick trials)."),
     encoder_weights: Optional[Path] = EncOpt,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard (needs tensorboard)."),
+    nproc: int = NprocOpt,
 ):
     """Train a U-Net on a folder of images and masks.
 
     Writes OUT/split.json, best/last checkpoints (.safetensors + .json), history.csv and curves.png.
 
     Example: unetseg train --data ../shared/data/water-bodies --out runs/seed --recipe seed
+
+    On several processes (DistributedDataParallel): add --nproc 2, or launch it with torchrun yourself:
+    torchrun --nnodes 2 --nproc-per-node 2 --rdzv-endpoint HOST:29500 -m unetseg train ...
     """
     from .workflow import default_data_dir, run_train
 
+    from .distributed import shutdown
+
     r = _recipe(recipe, epochs, batch_size, lr, image_size, model, base_width, seed, encoder_weights)
-    run_train(data or default_data_dir(), out, r, _runtime(precision, device), skip_bad, overwrite,
-              progress=not quiet, limit=limit, tensorboard=tensorboard)
+    rt = _runtime(precision, device)
+    world = _world(nproc, rt)
+    try:
+        run_train(data or default_data_dir(), out, r, rt, skip_bad, overwrite, progress=not quiet, limit=limit,
+                  tensorboard=tensorboard, world=world)
+    finally:
+        shutdown()
 
 
 @app.command()
@@ -141,6 +180,7 @@ def reproduce(
     image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
     seed: Optional[int] = SeedOpt, precision: str = PrecOpt, device: str = DeviceOpt, skip_bad: bool = SkipOpt,
     overwrite: bool = OverOpt, quiet: bool = QuietOpt, encoder_weights: Optional[Path] = EncOpt,
+    nproc: int = NprocOpt,
 ):
     """The main job: train, evaluate, draw the figures and write OUT/report.md in one command.
 
@@ -154,7 +194,14 @@ def reproduce(
     data, desc = resolve_data(data, out)
     typer.echo(f"data: {desc}")
     cmd = "unetseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    run(data, out, r, _runtime(precision, device), cmd, desc, skip_bad, overwrite, progress=not quiet)
+    from .distributed import shutdown
+
+    rt = _runtime(precision, device)
+    world = _world(nproc, rt)
+    try:
+        run(data, out, r, rt, cmd, desc, skip_bad, overwrite, progress=not quiet, world=world)
+    finally:
+        shutdown()
 
 
 @app.command()

@@ -12,7 +12,8 @@ class ConfusionAccumulator:
 
     def __init__(self, num_classes: int = 2):
         self.num_classes = num_classes
-        self.metric = MulticlassConfusionMatrix(num_classes=num_classes)
+        # local counts only: under torchrun rank 0 validates alone, and a sync would wait for the others
+        self.metric = MulticlassConfusionMatrix(num_classes=num_classes, sync_on_compute=False)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """pred, target: integer class maps of the same shape."""

@@ -24,6 +24,7 @@ from .infer import to_input
 from .io import write_text_atomic
 from .metrics import ConfusionAccumulator, scores_from_confusion
 from .models import build_model, count_parameters
+from .distributed import World
 from .runtime import Runtime
 
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "seconds", "images_per_s"]
@@ -125,10 +126,37 @@ def write_history(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
+def epoch_batches(n: int, recipe: Recipe, epoch: int, gen: torch.Generator, world: World) -> list[torch.Tensor]:
+    """This process's batches of chip indices for one epoch.
+
+    One process: a seeded shuffle cut into recipe.batch_size. Under torchrun: DistributedSampler's shuffle,
+    each rank taking batch_size / world size of every global batch, so together the ranks see the same
+    global batches as one process using the same sampler.
+    """
+    if not world.distributed:
+        return list(torch.randperm(n, generator=gen).split(recipe.batch_size))
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=world.size, rank=world.rank, shuffle=True,
+                                 seed=recipe.seed)
+    sampler.set_epoch(epoch)
+    return list(torch.tensor(list(sampler)).split(recipe.batch_size // world.size))
+
+
 def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
-          progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None) -> dict:
-    """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir."""
+          progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None,
+          world: World = World()) -> dict:
+    """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir.
+
+    Under torchrun (world.distributed) the model is wrapped in DistributedDataParallel and each process
+    trains on its share of every global batch; rank 0 alone validates, logs and writes.
+    """
     from .figures import plot_curves
+
+    if world.distributed and recipe.batch_size % world.size:
+        raise ValueError(f"batch size {recipe.batch_size} does not split evenly over {world.size} processes")
+    log = log if world.main else (lambda m: None)
+    progress = progress and world.main
 
     torch.manual_seed(recipe.seed)
     model = build_model(recipe.model)
@@ -137,9 +165,15 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             raise ValueError(f"--encoder-weights applies to ternausnet, not {recipe.model.name}")
         log(f"encoder weights: {model.load_vgg11(recipe.model.encoder_weights)} tensors from {recipe.model.encoder_weights}")
     model = model.to(rt.device, memory_format=torch.channels_last)
+    net = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     opt = make_optimizer(model, recipe)
     mode = "min" if recipe.monitor == "val_loss" else "max"
-    sched = make_scheduler(opt, recipe, math.ceil(len(train_chips.stems) / recipe.batch_size), mode)
+    sched = make_scheduler(opt, recipe, len(epoch_batches(len(train_chips.stems), recipe, 0, torch.Generator(), world)),
+                           mode)
     per_batch = sched is not None and recipe.schedule != "plateau"
     augment = Augment(recipe.augment, recipe.model.in_channels).to(rt.device) if recipe.augment else None
     scaler = torch.amp.GradScaler(enabled=rt.precision == "fp16")
@@ -154,16 +188,15 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     history: list[dict] = []
     best_info: dict = {}
     board = None
-    if tensorboard_dir is not None:
+    if tensorboard_dir is not None and world.main:
         from torch.utils.tensorboard import SummaryWriter
 
         board = SummaryWriter(str(tensorboard_dir))
     started = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
-        model.train()
+        net.train()
         t0 = time.perf_counter()
-        order = torch.randperm(len(images), generator=gen)
-        batches = order.split(recipe.batch_size)
+        batches = epoch_batches(len(images), recipe, epoch, gen, world)
         bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress,
                    leave=False, dynamic_ncols=True)
         seen, loss_sum = 0, 0.0
@@ -173,7 +206,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             if augment is not None:
                 x, y = augment(x, y)
             with rt.autocast():
-                logits = model(x)
+                logits = net(x)
             loss = loss_fn(logits, y, recipe.loss)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -185,7 +218,12 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
         train_seconds = time.perf_counter() - t0
-        val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes, recipe.loss)
+        loss_sum, seen = world.sum(loss_sum, seen)  # over all processes: the global batch's loss
+        val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes, recipe.loss) \
+            if world.main else {}
+        if world.distributed:  # rank 0 validated; everyone takes the same decisions from its figures
+            shared = world.broadcast(val.get("loss", 0.0), val.get("mean_iou", 0.0), val.get("water_iou", math.nan))
+            val = {**val, "loss": shared[0], "mean_iou": shared[1], "water_iou": shared[2]}
         row = {
             "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "val_loss": round(val["loss"], 6),
             "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
@@ -202,9 +240,11 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
         improved = stopper.improved(monitored)
         if improved:
             best_info = info
-            save_checkpoint(run_dir, "best", model, info)
-        save_checkpoint(run_dir, "last", model, info)
-        write_history(run_dir / "history.csv", history)
+        if world.main:
+            if improved:
+                save_checkpoint(run_dir, "best", model, info)
+            save_checkpoint(run_dir, "last", model, info)
+            write_history(run_dir / "history.csv", history)
         log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
             f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
             + ("  *best" if improved else ""))
@@ -215,6 +255,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             break
     if board is not None:
         board.close()
-    plot_curves(history, run_dir / "curves.png")
+    if world.main:
+        plot_curves(history, run_dir / "curves.png")
     return {"history": history, "best": best_info, "seconds": round(time.perf_counter() - started, 1),
             "parameters": count_parameters(model)}

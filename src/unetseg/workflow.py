@@ -18,6 +18,7 @@ from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluate import SEED_MEAN_IOU, evaluate_run
 from .io import check_output_dir, write_text_atomic
+from .distributed import World
 from .runtime import Runtime, cpu_model
 from .train import train
 
@@ -93,24 +94,31 @@ def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split
 
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
               progress: bool = True, log: Callable[[str], None] = print, limit: int | None = None,
-              tensorboard: bool = False) -> dict:
-    """`unetseg train`: a run folder with split.json, run.json, checkpoints, history.csv and curves.png."""
+              tensorboard: bool = False, world: World = World()) -> dict:
+    """`unetseg train`: a run folder with split.json, run.json, checkpoints, history.csv and curves.png.
+
+    Under torchrun every process loads the data and trains its share; rank 0 alone writes the run folder.
+    """
     if tensorboard:
         try:
             import tensorboard as _  # noqa: F401
         except ImportError:
             raise DataError("--tensorboard needs the tensorboard package: pip install tensorboard "
                             "(or unetseg[tensorboard])") from None
-    prepare_out_dir(out, overwrite)
+    if world.main:
+        prepare_out_dir(out, overwrite)
+    world.barrier()
+    log = log if world.main else (lambda m: None)
     split_cfg = SplitConfig(seed=recipe.seed)
-    rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress, limit=limit,
-                   split_cfg=split_cfg)
+    rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress and world.main,
+                   limit=limit, split_cfg=split_cfg)
     for m in rd.messages:
         log(f"note: {m}")
     # the data decides the model's input channels and classes
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(
         recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes))
-    save_split(out / "split.json", rd.split, split_cfg)
+    if world.main:
+        save_split(out / "split.json", rd.split, split_cfg)
     train_stems = set(rd.split["train"])
     chip_scale = median_chip_scale([p.image for p in scan_folder(data).pairs if p.stem in train_stems],
                                    recipe.image_size)
@@ -118,14 +126,18 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
                 "skip_bad": skip_bad,
                 "bad_files": rd.chips.bad, "data_notes": rd.messages, "cpu": cpu_model(), "runtime": rt.describe(),
                 "counts": {k: len(v) for k, v in rd.split.items()}, "limit": limit,
-                "chip_scale": round(chip_scale, 4)}  # predict --scale auto: the median training resize factor
-    write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+                "chip_scale": round(chip_scale, 4),  # predict --scale auto: the median training resize factor
+                "processes": world.size}
+    if world.main:
+        write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log,
-                   tensorboard_dir=out / "tensorboard" if tensorboard else None)
+                   tensorboard_dir=out / "tensorboard" if tensorboard else None, world=world)
     run_info["train_seconds"] = result["seconds"]
     run_info["parameters"] = result["parameters"]
     run_info["epochs_run"] = len(result["history"])
-    write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+    if world.main:
+        write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+    world.barrier()
     return result
 
 
@@ -176,10 +188,12 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
 
 def reproduce(data: Path, out: Path, recipe: Recipe, rt: Runtime, command: str, data_desc: str,
               skip_bad: bool = False, overwrite: bool = False, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict:
-    """Train, evaluate, draw and report in one go."""
+              log: Callable[[str], None] = print, world: World = World()) -> dict | None:
+    """Train, evaluate, draw and report in one go (under torchrun: all train, rank 0 evaluates and reports)."""
     t0 = time.perf_counter()
-    run_train(data, out, recipe, rt, skip_bad, overwrite, progress, log)
+    run_train(data, out, recipe, rt, skip_bad, overwrite, progress, log, world=world)
+    if not world.main:
+        return None
     metrics = run_evaluate(out, rt, progress=progress)
     write_report(out, metrics, data_desc, command)
     log(f"test mean IoU {metrics['mean_iou']:.4f} (seed {SEED_MEAN_IOU}); water IoU {metrics.get('water_iou', 0):.4f}; "
