@@ -297,6 +297,41 @@ def export(
 
 @app.command()
 @friendly
+def benchmark(
+    model: str = typer.Option("unet", "--model", help="Model to time: unet (the seed U-Net), unet-bn, ternausnet."),
+    base_width: int = typer.Option(32, "--base-width", help="First level's filters (32 for the seed)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step."),
+    image_size: int = typer.Option(128, "--image-size", help="Image side in pixels."),
+    rounds: int = typer.Option(3, help="Timed steps of each variant, in alternation (the median is kept)."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="Include torch.compile (slow to warm up)."),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Include onnxruntime (exports the model first)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+):
+    """Time training and inference for every engine and precision on this machine, side by side.
+
+    Training: fp32 eager, the best precision with channels_last, and compiled. Inference: fp32 eager,
+    fp32 + channels_last, bf16 + channels_last (where bf16 is native), compiled, and onnxruntime. Each as
+    img/s, a ratio to fp32 eager, and a fraction of the measured matmul roofline in its precision (FLOPs
+    counted by PyTorch; training = 3x the forward). Also the share of a training step spent on data.
+
+    Example: unetseg benchmark --json bench.json     (about 3 minutes on 2 cores)
+    """
+    import json
+
+    from .benchmark import format_table, run_benchmark
+    from .config import ModelConfig
+    from .io import write_text_atomic
+
+    cfg = ModelConfig(name=model, base_width=base_width, batch_norm=model != "unet")
+    result = run_benchmark(cfg, batch_size, image_size, rounds, compile, onnx, log=lambda m: typer.echo(m))
+    typer.echo(format_table(result))
+    if json_out:
+        write_text_atomic(json_out, json.dumps(result, indent=1))
+        typer.echo(f"wrote {json_out}")
+
+
+@app.command()
+@friendly
 def synth(
     out: Path = typer.Argument(..., help="Folder to create (Images/ and Masks/ inside)."),
     n: int = typer.Option(400, "--n", help="Number of chips."),

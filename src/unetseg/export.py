@@ -39,17 +39,12 @@ def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "best"
     model, info = load_checkpoint(weights, "cpu")
     model = model.float().eval()
     channels = int(info["recipe"]["model"]["in_channels"])
-    example = torch.rand(2, channels, check_size, check_size)
-    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
         try:
-            with _quiet():
-                torch.onnx.export(model, (example,), str(tmp), dynamo=True, dynamic_shapes={"x": dims},
-                                  input_names=["image"], output_names=["logits"], opset_version=OPSET,
-                                  verbose=False)
-        except Exception as e:  # the exporter raises many types; the message is what matters
-            raise DataError(f"{weights}: ONNX export failed ({str(e).splitlines()[0][:200]})") from None
+            export_model(model, tmp, channels, check_size)
+        except DataError as e:
+            raise DataError(f"{weights}: {e}") from None
         proto = onnx.load(str(tmp))
         meta = {"unetseg_model": json.dumps(info["recipe"]["model"]), "unetseg_checkpoint": weights.name,
                 "unetseg_sha256": info.get("sha256", ""), "unetseg_input": "float32 NCHW, RGB/bands scaled to 0..1"}
@@ -74,6 +69,18 @@ def _quiet():
             yield
     finally:
         logger.setLevel(level)
+
+
+def export_model(model: nn.Module, path: Path, channels: int, size: int = 96) -> None:
+    """torch.onnx.export (dynamo) of an fp32 model with dynamic batch, height and width."""
+    example = torch.rand(2, channels, size, size)
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    try:
+        with _quiet():
+            torch.onnx.export(model.float().eval(), (example,), str(path), dynamo=True, dynamic_shapes={"x": dims},
+                              input_names=["image"], output_names=["logits"], opset_version=OPSET, verbose=False)
+    except Exception as e:  # the exporter raises many types; the message is what matters
+        raise DataError(f"ONNX export failed ({str(e).splitlines()[0][:200]})") from None
 
 
 def check_parity(model: nn.Module, onnx_path: Path, channels: int,
