@@ -13,6 +13,7 @@ import torch
 
 from .bench import InferStep, TrainStep, data_wait_fraction, forward_gflop, interleaved_images_per_s, matmul_gflops
 from .config import ModelConfig
+from .data.errors import first_line
 from .models import build_model
 from .runtime import cpu_bf16_native, cpu_model
 
@@ -25,8 +26,8 @@ def _warm(name: str, step, log: Callable[[str], None]) -> tuple[object | None, f
     try:
         step()
     except Exception as e:  # torch.compile and onnxruntime fail in many ways; eager stays available
-        log(f"{name}: unavailable ({str(e).splitlines()[0][:120]})")
-        return None, time.perf_counter() - t0, str(e).splitlines()[0][:200]
+        log(f"{name}: unavailable ({first_line(e)})")
+        return None, time.perf_counter() - t0, first_line(e, 200)
     return step, time.perf_counter() - t0, ""
 
 
@@ -80,7 +81,7 @@ def run_benchmark(cfg: ModelConfig = ModelConfig(), batch: int = 32, size: int =
         try:
             infer_steps[("onnxruntime fp32", "fp32")] = _onnx_step(model, cfg.in_channels, batch, size)
         except Exception as e:  # export or onnxruntime missing: the row says so
-            log(f"onnxruntime: unavailable ({str(e).splitlines()[0][:120]})")
+            log(f"onnxruntime: unavailable ({first_line(e)})")
     for kind, steps in (("train", train_steps), ("infer", infer_steps)):
         for key in list(steps):
             step, seconds, error = _warm(key[0], steps[key], log)

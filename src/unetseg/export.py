@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .data.errors import DataError
+from .data.errors import DataError, first_line
 from .io import atomic_path
 
 FORMATS = ("onnx",)
@@ -80,7 +80,7 @@ def export_model(model: nn.Module, path: Path, channels: int, size: int = 96) ->
             torch.onnx.export(model.float().eval(), (example,), str(path), dynamo=True, dynamic_shapes={"x": dims},
                               input_names=["image"], output_names=["logits"], opset_version=OPSET, verbose=False)
     except Exception as e:  # the exporter raises many types; the message is what matters
-        raise DataError(f"ONNX export failed ({str(e).splitlines()[0][:200]})") from None
+        raise DataError(f"ONNX export failed ({first_line(e, 200)})") from None
 
 
 def check_parity(model: nn.Module, onnx_path: Path, channels: int,
@@ -129,7 +129,7 @@ class OnnxModel(nn.Module):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's own error types
-            raise DataError(f"{path}: not a loadable ONNX model ({str(e).splitlines()[0][:160]})") from None
+            raise DataError(f"{path}: not a loadable ONNX model ({first_line(e, 160)})") from None
         self.input = self.session.get_inputs()[0].name
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 

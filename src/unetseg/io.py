@@ -80,3 +80,15 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_csv_atomic(path: str | Path, fields: list[str], rows: list[dict], **options) -> None:
+    """Rows of dicts as CSV with a header, written atomically; `options` go to csv.DictWriter."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, **options)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())

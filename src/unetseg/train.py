@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from .checkpoint import save_checkpoint
 from .config import Recipe
 from .data.cache import Chips
 from .infer import to_input
-from .io import write_text_atomic
+from .io import write_csv_atomic
 from .metrics import ConfusionAccumulator, scores_from_confusion
 from .models import build_model, count_parameters
 from .distributed import World
@@ -119,11 +117,7 @@ class EarlyStopper:
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buf.getvalue())
+    write_csv_atomic(path, HISTORY_FIELDS, rows)
 
 
 def epoch_batches(n: int, recipe: Recipe, epoch: int, gen: torch.Generator, world: World) -> list[torch.Tensor]:

@@ -3,3 +3,8 @@
 
 class DataError(Exception):
     """Bad input data; the CLI prints the message alone and exits non-zero."""
+
+
+def first_line(e: BaseException, limit: int = 120) -> str:
+    """The first line of an exception's message, cut to `limit` characters (its type's name if it has none)."""
+    return str(e).splitlines()[0][:limit] if str(e) else type(e).__name__

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
+from .errors import DataError, first_line
 from .spec import DatasetSpec, mask_to_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
@@ -100,16 +100,12 @@ def _open(path: Path) -> Image.Image:
             img = Image.open(path)
             img.load()
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: not a readable image ({_short(e)})") from None
+        raise DataError(f"{path}: not a readable image ({first_line(e)})") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: corrupt or truncated image ({_short(e)})") from None
+        raise DataError(f"{path}: corrupt or truncated image ({first_line(e)})") from None
     if min(img.size) < MIN_SIDE:
         raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} px, smaller than {MIN_SIDE} px on a side")
     return img
-
-
-def _short(e: Exception) -> str:
-    return str(e).splitlines()[0][:120] if str(e) else type(e).__name__
 
 
 def to_uint8(a: np.ndarray, max_value: float | None = None) -> np.ndarray:
@@ -129,7 +125,7 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         a = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npy array ({_short(e)})") from None
+        raise DataError(f"{path}: not a readable .npy array ({first_line(e)})") from None
     if a.ndim not in (2, 3) or min(a.shape[:2]) < MIN_SIDE:
         raise DataError(f"{path}: expected an (H, W) or (H, W, C) array of at least {MIN_SIDE} px, found shape {a.shape}")
     return a
@@ -145,7 +141,7 @@ def _load_bands(path: Path) -> np.ndarray:
         with rasterio.open(path) as src:
             a = src.read()
     except RasterioIOError as e:
-        raise DataError(f"{path}: not a readable TIFF ({_short(e)})") from None
+        raise DataError(f"{path}: not a readable TIFF ({first_line(e)})") from None
     return np.moveaxis(a, 0, -1)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from contextlib import ExitStack
@@ -15,7 +13,7 @@ from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
 from ..data.errors import DataError
 from ..data.folder import median_chip_scale, scan_folder
-from ..io import atomic_path, write_text_atomic
+from ..io import atomic_path, write_csv_atomic, write_text_atomic
 from ..runtime import Runtime
 from .engine import Segmenter, Stats
 from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png, overlay_png, probability_png
@@ -197,14 +195,6 @@ class Predictor:
         return row
 
 
-def _summary_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def describe(row: dict) -> str:
     """One line per input for the terminal."""
     if row.get("error"):
@@ -247,7 +237,7 @@ def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt
             rows.append(row)
             if not row.get("error"):
                 log(describe(row))
-    write_text_atomic(summary["csv"], _summary_csv(rows))
+    write_csv_atomic(summary["csv"], SUMMARY_FIELDS, rows, extrasaction="ignore", lineterminator="\n")
     write_text_atomic(summary["json"], json.dumps({"run": str(run_dir), "settings": _settings(cfg),
                                                    "runtime": rt.describe(), "inputs": rows}, indent=1))
     failed = [r for r in rows if r.get("error")]

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import DataError
-from ..data.folder import _open, _short
+from ..data.errors import DataError, first_line
+from ..data.folder import _open
 
 PLAIN_EXTS = (".jpg", ".jpeg", ".png")
 RASTER_EXTS = (".tif", ".tiff")
@@ -143,7 +143,7 @@ class RasterSource(Source):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.ds = rasterio.open(path)
         except RasterioIOError as e:
-            raise DataError(f"{path}: not a readable TIFF ({_short(e)})") from None
+            raise DataError(f"{path}: not a readable TIFF ({first_line(e)})") from None
         ds = self.ds
         try:
             self.bands = self._choose_bands(path, ds.count, channels, bands)
@@ -213,7 +213,7 @@ class RasterSource(Source):
             else:  # internal masks, alpha bands
                 valid = (self.ds.read_masks(self.bands, window=win) > 0).any(axis=0)
         except RasterioIOError as e:
-            raise DataError(f"{self.path}: unreadable block near row {y0}, column {x0} ({_short(e)})") from None
+            raise DataError(f"{self.path}: unreadable block near row {y0}, column {x0} ({first_line(e)})") from None
         # GDAL's convention: a pixel is no-data only where every band says so
         if np.issubdtype(raw.dtype, np.floating):
             valid &= np.isfinite(raw).any(axis=0)

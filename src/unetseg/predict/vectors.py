@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from ..data.errors import DataError
+from ..data.errors import DataError, first_line
 
 SUFFIXES = {"geojson": ".geojson", "gpkg": ".gpkg"}
 
@@ -155,7 +155,7 @@ class VectorWriter:
                   fields=["id", self.area_field], crs=self.crs.to_wkt() if self.crs is not None else None,
                   geometry_type="Polygon", driver="GPKG", layer=self.name, append=self.path.exists())
         except Exception as e:  # pyogrio raises its own error types for every GDAL failure
-            raise DataError(f"{self.path}: could not write polygons ({str(e).splitlines()[0][:160]})") from None
+            raise DataError(f"{self.path}: could not write polygons ({first_line(e, 160)})") from None
         self.count += n
 
     def close(self) -> None:
