@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from unetseg.cli import app
 
 runner = CliRunner()
-COMMANDS = ["train", "evaluate", "reproduce", "predict", "export", "synth", "download", "runs", "augment-preview"]
+COMMANDS = ["train", "evaluate", "reproduce", "predict", "export", "synth", "download", "runs", "augment-preview",
+            "benchmark"]
 
 
 def unetseg(*args, cwd=None, env=None):
@@ -40,6 +41,8 @@ def test_every_command_has_help_with_an_example(command):
     (["evaluate", "{tmp}"], "not a run folder"),
     (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--recipe", "nope"], "unknown recipe 'nope'"),
     (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--precision", "fp99"], "unknown precision 'fp99'"),
+    (["benchmark", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["benchmark", "--model", "nope", "--rounds", "1"], "unknown model 'nope'"),
 ])
 def test_bad_input_is_one_line_on_stderr_exit_2_no_traceback(tmp_path, args, expected):
     r = unetseg(*[a.replace("{tmp}", str(tmp_path)) for a in args])

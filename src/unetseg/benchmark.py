@@ -103,7 +103,7 @@ def run_benchmark(cfg: ModelConfig = ModelConfig(), batch: int = 32, size: int =
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "model": cfg.name, "base_width": cfg.base_width, "batch": batch, "size": size,
-            "forward_gflop": round(gflop, 3), "roofline_gflops": {k: round(v, 1) for k, v in roof.items()},
+            "forward_gflop": round(gflop, 6), "roofline_gflops": {k: round(v, 1) for k, v in roof.items()},
             "rows": rows, "best": winners, "data_wait_fraction": round(wait, 4)}
 
 

@@ -95,6 +95,9 @@ SizeOpt = typer.Option(None, "--image-size", help="Override the chip size in pix
 ModelOpt = typer.Option(None, "--model", help="Override the model: unet, unet-bn, ternausnet.")
 EncOpt = typer.Option(None, "--encoder-weights", help="ternausnet: a local torchvision VGG11 state dict "
                       "(vgg11-8a719046.pth); loaded with weights_only, never downloaded.")
+CompileOpt = typer.Option(False, "--compile", help="Run the model through torch.compile: a one-off warm-up "
+                          "(20-60 s, reported) for a faster forward pass; eager PyTorch if compiling fails. "
+                          "Pays off on long jobs; `unetseg benchmark` shows the gain on this machine.")
 TtaOpt = typer.Option("none", "--tta", help="Test-time augmentation: none, flips (4 views) or d4 (8 views).")
 WidthOpt = typer.Option(None, "--base-width", help="Override the first level's filters (32 for the seed).")
 SeedOpt = typer.Option(None, "--seed", help="Override the random seed (split, init, data order).")
@@ -148,7 +151,8 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
     data: Path = typer.Option(None, "--data", "-d", help="Data folder (default: the one the run was trained on)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint: best or last."),
-    tta: str = TtaOpt, precision: str = PrecOpt, device: str = DeviceOpt, quiet: bool = QuietOpt,
+    tta: str = TtaOpt, compile: bool = CompileOpt, precision: str = PrecOpt, device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
 ):
     """Score a run on its test split: writes RUN/metrics.json, per_image.csv and test_predictions.png.
 
@@ -161,10 +165,11 @@ def evaluate(
     """
     from .workflow import run_evaluate
 
-    m = run_evaluate(run, _runtime(precision, device), data, checkpoint, progress=not quiet, tta=tta)
+    m = run_evaluate(run, _runtime(precision, device), data, checkpoint, progress=not quiet, tta=tta, compile=compile)
     typer.echo(f"test mean IoU {m['mean_iou']:.4f}  water IoU {m.get('water_iou', float('nan')):.4f}  "
                f"dice {m.get('dice', float('nan')):.4f}  ({m['test_images']} images, "
-               f"{m['inference_images_per_s']:.1f} img/s, tta {tta})")
+               f"{m['inference_images_per_s']:.1f} img/s, tta {tta}"
+               + (f", {m['compile_seconds']:.1f} s compiling" if m.get("compile_seconds") else "") + ")")
     if len(m["per_class_iou"]) > 2:
         typer.echo("per-class IoU: " + ", ".join(f"{k} {v:.4f}" for k, v in m["per_class_iou"].items()))
 
@@ -234,6 +239,7 @@ def predict(
     simplify: float = typer.Option(0.0, help="Simplify polygons with this tolerance (CRS units)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
     engine: str = typer.Option("torch", help="torch, or onnxruntime (runs RUN/best.onnx from `unetseg export`)."),
+    compile: bool = CompileOpt,
     precision: str = PrecOpt, device: str = DeviceOpt, overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace outputs that already exist."), quiet: bool = QuietOpt,
 ):
@@ -265,7 +271,7 @@ def predict(
     cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=scale_value,
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
-                        min_area=min_area, simplify=simplify, checkpoint=checkpoint, engine=engine)
+                        min_area=min_area, simplify=simplify, checkpoint=checkpoint, engine=engine, compile=compile)
     run_predict(run, inputs, out, cfg, _runtime(precision, device), overwrite, progress=not quiet,
                 log=lambda m: typer.echo(m, err=m.startswith("error:")))
 
@@ -305,7 +311,9 @@ def benchmark(
     rounds: int = typer.Option(3, help="Timed steps of each variant, in alternation (the median is kept)."),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="Include torch.compile (slow to warm up)."),
     onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Include onnxruntime (exports the model first)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here (to compare "
+                                            "machines: a GPU, another CPU)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ):
     """Time training and inference for every engine and precision on this machine, side by side.
 
@@ -322,6 +330,12 @@ def benchmark(
     from .config import ModelConfig
     from .io import write_text_atomic
 
+    for name, value, least in (("--batch-size", batch_size, 1), ("--image-size", image_size, 16),
+                               ("--rounds", rounds, 1), ("--base-width", base_width, 1)):
+        if value < least:
+            raise ValueError(f"{name} {value}: must be at least {least}")
+    if json_out and json_out.exists() and not overwrite:
+        raise DataError(f"{json_out}: exists (use --overwrite to replace it)")
     cfg = ModelConfig(name=model, base_width=base_width, batch_norm=model != "unet")
     result = run_benchmark(cfg, batch_size, image_size, rounds, compile, onnx, log=lambda m: typer.echo(m))
     typer.echo(format_table(result))

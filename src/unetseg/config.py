@@ -155,10 +155,13 @@ class PredictConfig:
     simplify: float = 0.0  # Douglas-Peucker tolerance in CRS units (pixels when there is no CRS)
     checkpoint: str = "best"
     engine: str = "torch"  # torch | onnxruntime (RUN/<checkpoint>.onnx, made by `unetseg export`)
+    compile: bool = False  # torch.compile the model (torch engine; warm-up once per tile shape)
 
     def check(self) -> None:
         if self.engine not in ("torch", "onnxruntime"):
             raise ValueError(f"--engine {self.engine!r}: choose torch or onnxruntime")
+        if self.compile and self.engine != "torch":
+            raise ValueError("--compile applies to --engine torch (onnxruntime optimises its own graph)")
         if self.tile < 16:
             raise ValueError(f"--tile {self.tile}: must be at least 16 model pixels")
         if not 0 <= self.overlap <= self.tile // 2:

@@ -142,7 +142,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
 
 
 def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
-                 progress: bool = True, tta: str = "none") -> dict:
+                 progress: bool = True, tta: str = "none", compile: bool = False) -> dict:
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
     info_path = run_dir / "run.json"
     if not info_path.exists():
@@ -151,7 +151,8 @@ def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoin
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
                    split_file=run_dir / "split.json", progress=progress, trained=(run_dir, recipe.model))
-    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta)
+    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
+                        compile=compile)
 
 
 def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> Path:

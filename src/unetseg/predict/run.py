@@ -15,6 +15,7 @@ from ..data.errors import DataError
 from ..data.folder import median_chip_scale, scan_folder
 from ..io import atomic_path, write_csv_atomic, write_text_atomic
 from ..runtime import Runtime
+from ..compiled import maybe_compile, warmup_seconds
 from .engine import Segmenter, Stats
 from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png, overlay_png, probability_png
 from .sources import RasterSource, Source, collect_inputs, open_source
@@ -73,6 +74,7 @@ class Predictor:
             from ..export import load_exported
 
             model = load_exported(Path(run_dir), cfg.checkpoint)
+        model = maybe_compile(model, cfg.compile, log)
         info = json.loads(info_path.read_text()) if info_path.exists() else {"recipe": ck["recipe"]}
         recipe = Recipe.from_dict(info["recipe"])
         self.model_cfg: ModelConfig = recipe.model
@@ -238,13 +240,16 @@ def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt
             if not row.get("error"):
                 log(describe(row))
     write_csv_atomic(summary["csv"], SUMMARY_FIELDS, rows, extrasaction="ignore", lineterminator="\n")
+    compile_s = warmup_seconds(predictor.segmenter.model)
     write_text_atomic(summary["json"], json.dumps({"run": str(run_dir), "settings": _settings(cfg),
-                                                   "runtime": rt.describe(), "inputs": rows}, indent=1))
+                                                   "runtime": rt.describe(), "compile_seconds": compile_s,
+                                                   "inputs": rows}, indent=1))
     failed = [r for r in rows if r.get("error")]
     good = [r for r in rows if not r.get("error")]
     tiles = sum(r["tiles"] for r in good)
-    log(f"{len(good)} of {len(rows)} input(s) segmented, {tiles} tiles in {time.perf_counter() - t0:.1f} s; "
-        f"summary in {summary['csv']}")
+    compiling = f" (of which {compile_s:.1f} s compiling)" if compile_s else ""
+    log(f"{len(good)} of {len(rows)} input(s) segmented, {tiles} tiles in {time.perf_counter() - t0:.1f} s"
+        f"{compiling}; summary in {summary['csv']}")
     if failed:
         raise DataError(f"{len(failed)} of {len(rows)} input(s) failed (listed above and in {summary['csv']})")
     return rows

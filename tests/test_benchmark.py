@@ -1,0 +1,36 @@
+"""`unetseg benchmark`: every variant in one table and in JSON, ratios and roofline fractions that add up."""
+
+import json
+import subprocess
+import sys
+
+from unetseg.benchmark import TRAIN_FLOP_FACTOR
+
+
+def test_benchmark_times_every_engine_and_writes_consistent_json(tmp_path):
+    out = tmp_path / "bench.json"
+    args = [sys.executable, "-m", "unetseg.cli", "benchmark", "--base-width", "4", "--image-size", "32",
+            "--batch-size", "4", "--rounds", "2", "--no-compile", "--json", str(out)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "CPU: " in r.stdout and "fastest: training" in r.stdout and "data wait:" in r.stdout
+    result = json.loads(out.read_text())
+    rows = {(row["kind"], row["variant"]): row for row in result["rows"]}
+    best = "bf16" if "bf16" in result["roofline_gflops"] else "fp32"
+    expected = {("train", "fp32 eager (NCHW)"), ("train", f"{best} + channels_last"),
+                ("infer", "fp32 eager (NCHW)"), ("infer", "fp32 + channels_last"), ("infer", "onnxruntime fp32")}
+    assert expected <= set(rows)
+    assert not any("compiled" in variant for _, variant in rows)  # --no-compile
+    for (kind, variant), row in rows.items():
+        assert row["img_s"] > 0
+        base = rows[(kind, "fp32 eager (NCHW)")]["img_s"]
+        assert abs(row["vs_fp32_eager"] - row["img_s"] / base) <= 0.01 + 0.01 * row["vs_fp32_eager"]
+        cost = result["forward_gflop"] * (TRAIN_FLOP_FACTOR if kind == "train" else 1)
+        fraction = row["img_s"] * cost / result["roofline_gflops"][row["precision"]]
+        assert abs(row["of_roofline"] - fraction) <= 0.002 + 0.01 * fraction
+        assert variant.split()[0] in r.stdout
+    assert rows[("train", "fp32 eager (NCHW)")]["vs_fp32_eager"] == 1.0
+    assert 0 <= result["data_wait_fraction"] < 1
+    assert result["best"]["infer"] in {v for k, v in rows if k == "infer"}
+    again = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "exists (use --overwrite" in again.stderr
