@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ModelConfig
-from .data.errors import DataError
-from .io import atomic_path, sha256_file, write_text_atomic
+from .data.errors import DataError, first_line
+from .io import atomic_path, sha256_file
 from .models import build_model
 
 
@@ -28,16 +28,72 @@ def library_versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
+def save_pair(run_dir: Path, tag: str, tensors: dict[str, torch.Tensor], body: dict[str, Any]) -> Path:
+    """Write RUN/tag.safetensors and RUN/tag.json; the JSON carries the weights' SHA-256.
+
+    Both are written in full to temporary files before either replaces its old version, so a full disk or
+    any other failure while writing leaves the previous pair as it was (and says so)."""
+    weights, meta = Path(run_dir) / f"{tag}.safetensors", Path(run_dir) / f"{tag}.json"
+    previous = _describe_previous(meta)
+    try:
+        with atomic_path(weights) as tmp_weights, atomic_path(meta) as tmp_meta:
+            save_file(tensors, str(tmp_weights))
+            digest = sha256_file(tmp_weights)
+            tmp_meta.write_text(json.dumps({**body, "weights": weights.name, "sha256": digest,
+                                            "versions": library_versions()}, indent=1, default=str))
+    except OSError as e:
+        raise DataError(f"{weights}: could not be saved ({e.strerror or e}); {previous}") from None
+    return weights
+
+
+def _describe_previous(meta: Path) -> str:
+    try:
+        epoch = json.loads(meta.read_text()).get("epoch")
+    except (OSError, ValueError):
+        return "there was no previous one"
+    return f"the previous one (epoch {epoch}) is intact" if epoch is not None else "the previous one is intact"
+
+
 def save_checkpoint(run_dir: Path, tag: str, model: nn.Module, info: dict[str, Any]) -> Path:
     """Write RUN/tag.safetensors and RUN/tag.json atomically; the JSON carries the weights' SHA-256."""
-    weights = run_dir / f"{tag}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(weights) as tmp:
-        save_file(state, str(tmp))
-        digest = sha256_file(tmp)
-    body = {**info, "weights": weights.name, "sha256": digest, "versions": library_versions()}
-    write_text_atomic(run_dir / f"{tag}.json", json.dumps(body, indent=1, default=str))
-    return weights
+    return save_pair(run_dir, tag, state, info)
+
+
+def load_pair(path: Path, device: torch.device | str = "cpu",
+              missing: str = "no such checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, JSON) of a pair written by save_pair, after checking the SHA-256: a flipped byte or a
+    truncated file is refused with a clear message. Only safetensors is read: pickles are never loaded."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: {missing}")
+    refuse_pickle(path)
+    info = read_checkpoint_info(path)
+    if not info.get("sha256"):
+        raise DataError(f"{path.with_suffix('.json')}: no SHA-256 of the weights; refusing to load unverified "
+                        "weights (import them with `unetseg import`)")
+    if sha256_file(path) != info["sha256"]:
+        raise DataError(f"{path}: SHA-256 does not match {path.with_suffix('.json').name} (corrupt, truncated "
+                        "or altered)")
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise DataError(f"{path}: not a readable safetensors file ({first_line(e)})") from None
+    return tensors, info
+
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+
+
+def refuse_pickle(path: Path) -> None:
+    """Pickled files (torch.save, .pt/.pth/.ckpt) can run code when loaded: never here. A safetensors file
+    starts with its header's length (8 bytes) and the header's '{'; a pickle with 0x80, torch.save's zip with PK."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    safetensors = len(head) == 9 and head[8:9] == b"{"
+    if path.suffix.lower() in PICKLE_SUFFIXES or (not safetensors and head[:1] in (b"\x80", b"P")):
+        raise DataError(f"{path}: a pickled PyTorch file; unetseg loads safetensors only (pickles can run code). "
+                        "Convert it with `unetseg import FILE --out RUN`, which reads plain tensors only")
 
 
 def read_checkpoint_info(path: Path) -> dict[str, Any]:
@@ -61,13 +117,11 @@ def resolve_checkpoint(run_or_file: str | Path, tag: str = "best") -> Path:
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from its JSON, verify the SHA-256, load the weights; the model is in eval mode."""
-    info = read_checkpoint_info(path)
-    if info.get("sha256") and sha256_file(path) != info["sha256"]:
-        raise DataError(f"{path}: SHA-256 does not match {path.with_suffix('.json').name} (corrupt or altered)")
+    state, info = load_pair(path, device)
     try:
-        state = load_file(str(path), device=str(device))
-    except (SafetensorError, OSError) as e:
-        raise DataError(f"{path}: not a readable safetensors file ({e})") from None
-    model = build_model(ModelConfig(**info["recipe"]["model"]))
-    model.load_state_dict(state)
+        model = build_model(ModelConfig(**info["recipe"]["model"]))
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise DataError(f"{path}: the weights do not match the model described in {path.with_suffix('.json').name} "
+                        f"({first_line(e)})") from None
     return model.to(device).eval(), info

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from .config import RECIPES, get_recipe
-from .data.errors import DataError
+from .data.errors import DataError, Interrupted
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -34,6 +34,9 @@ def friendly(fn):
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Interrupted as e:  # training stopped on Ctrl-C / SIGTERM after saving its state
+            typer.echo(str(e), err=True)
             raise typer.Exit(130) from None
     return wrapper
 
@@ -112,7 +115,9 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 @friendly
 def train(
     data: Path = typer.Option(None, "--data", "-d", help="Folder with Images/ and Masks/ (default: $UNETSEG_DATA)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last finished "
+                                          "epoch (or where Ctrl-C stopped it), with its own data and recipe."),
     recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt,
     base_width: Optional[int] = WidthOpt, seed: Optional[int] = SeedOpt, precision: str = PrecOpt,
@@ -128,19 +133,35 @@ def train(
 
     Example: unetseg train --data ../shared/data/water-bodies --out runs/seed --recipe seed
 
+    The training state is saved at the end of every epoch. Ctrl-C (or SIGTERM) stops at the next step
+    and saves it too; after that, or a crash, go on with: unetseg train --resume runs/seed
+
     On several processes (DistributedDataParallel): add --nproc 2, or launch it with torchrun yourself:
     torchrun --nnodes 2 --nproc-per-node 2 --rdzv-endpoint HOST:29500 -m unetseg train ...
     """
-    from .workflow import default_data_dir, run_train
-
     from .distributed import shutdown
+    from .workflow import default_data_dir, resume_train, run_train
 
+    if resume is not None:
+        given = [name for name, value in (("--data", data), ("--epochs", epochs), ("--batch-size", batch_size),
+                                          ("--lr", lr), ("--image-size", image_size), ("--model", model),
+                                          ("--base-width", base_width), ("--seed", seed), ("--limit", limit),
+                                          ("--encoder-weights", encoder_weights)) if value is not None]
+        if out is not None and out.resolve() != resume.resolve():
+            given.append("--out")
+        if given:
+            raise ValueError(f"--resume continues {resume} with its own data and recipe; drop {', '.join(given)}")
+    elif out is None:
+        raise ValueError("--out RUN is required (the run folder to create), or --resume RUN to continue one")
     r = _recipe(recipe, epochs, batch_size, lr, image_size, model, base_width, seed, encoder_weights)
     rt = _runtime(precision, device)
     world = _world(nproc, rt)
     try:
-        run_train(data or default_data_dir(), out, r, rt, skip_bad, overwrite, progress=not quiet, limit=limit,
-                  tensorboard=tensorboard, world=world)
+        if resume is not None:
+            resume_train(resume, rt, progress=not quiet, world=world)
+        else:
+            run_train(data or default_data_dir(), out, r, rt, skip_bad, overwrite, progress=not quiet, limit=limit,
+                      tensorboard=tensorboard, world=world)
     finally:
         shutdown()
 

@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from .augment import Augment
 from .checkpoint import save_checkpoint
+from .data.errors import DataError, Interrupted
+from .resume import StopRequest, remove_training_state, save_training_state
 from .config import Recipe
 from .data.cache import Chips
 from .infer import to_input
@@ -139,11 +141,14 @@ def epoch_batches(n: int, recipe: Recipe, epoch: int, gen: torch.Generator, worl
 
 def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
           progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None,
-          world: World = World()) -> dict:
+          world: World = World(), resume: dict | None = None) -> dict:
     """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir.
 
-    Under torchrun (world.distributed) the model is wrapped in DistributedDataParallel and each process
-    trains on its share of every global batch; rank 0 alone validates, logs and writes.
+    At the end of every epoch (and on Ctrl-C / SIGTERM, at the next step) the whole training state is saved
+    to RUN/resume.*; `resume` (that state, loaded) continues exactly where it stopped. A non-finite loss stops
+    training before it reaches the weights. Under torchrun (world.distributed) the model is wrapped in
+    DistributedDataParallel and each process trains on its share of every global batch; rank 0 alone
+    validates, logs and writes.
     """
     from .figures import plot_curves
 
@@ -154,7 +159,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
 
     torch.manual_seed(recipe.seed)
     model = build_model(recipe.model)
-    if recipe.model.encoder_weights:
+    if recipe.model.encoder_weights and resume is None:
         if not hasattr(model, "load_vgg11"):
             raise ValueError(f"--encoder-weights applies to ternausnet, not {recipe.model.name}")
         log(f"encoder weights: {model.load_vgg11(recipe.model.encoder_weights)} tensors from {recipe.model.encoder_weights}")
@@ -181,75 +186,147 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     gen = torch.Generator().manual_seed(recipe.seed)
     history: list[dict] = []
     best_info: dict = {}
+    first_epoch, skip, loss_sum, seen, done_seconds, elapsed = 1, 0, 0.0, 0, 0.0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        stopper.best, stopper.bad_epochs = resume["stopper"]
+        history, best_info = resume["history"], resume["best_info"]
+        first_epoch, skip = resume["epoch"], resume["step"]
+        if world.main:  # the saved sums are over all processes
+            loss_sum, seen = resume["loss_sum"], resume["seen"]
+        done_seconds, elapsed = resume["epoch_seconds"], resume["elapsed"]
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        log(f"resuming at epoch {first_epoch}, step {skip}")
+
+    def state(epoch: int, step: int, epoch_gen: torch.Tensor, epoch_seconds: float) -> dict:
+        """Everything needed to go on at `step` of `epoch` (step 0: the epoch has not begun)."""
+        total_loss, total_seen = world.sum(loss_sum, seen)
+        return {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
+                "stopper": (stopper.best, stopper.bad_epochs), "history": history, "best_info": best_info,
+                "loss_sum": total_loss, "seen": int(total_seen), "epoch_seconds": epoch_seconds,
+                "elapsed": elapsed + time.perf_counter() - started, "generator": epoch_gen,
+                "torch_rng": torch.get_rng_state(), "processes": world.size}
+
     board = None
     if tensorboard_dir is not None and world.main:
         from torch.utils.tensorboard import SummaryWriter
 
         board = SummaryWriter(str(tensorboard_dir))
     started = time.perf_counter()
-    for epoch in range(1, recipe.epochs + 1):
-        net.train()
-        t0 = time.perf_counter()
-        batches = epoch_batches(len(images), recipe, epoch, gen, world)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress,
-                   leave=False, dynamic_ncols=True)
-        seen, loss_sum = 0, 0.0
-        for idx in bar:
-            x = to_input(images[idx], rt.device)
-            y = masks[idx].to(rt.device)
-            if augment is not None:
-                x, y = augment(x, y)
-            with rt.autocast():
-                logits = net(x)
-            loss = loss_fn(logits, y, recipe.loss)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if per_batch:
-                sched.step()
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
-        train_seconds = time.perf_counter() - t0
-        loss_sum, seen = world.sum(loss_sum, seen)  # over all processes: the global batch's loss
-        val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes, recipe.loss) \
-            if world.main else {}
-        if world.distributed:  # rank 0 validated; everyone takes the same decisions from its figures
-            shared = world.broadcast(val.get("loss", 0.0), val.get("mean_iou", 0.0), val.get("water_iou", math.nan))
-            val = {**val, "loss": shared[0], "mean_iou": shared[1], "water_iou": shared[2]}
-        row = {
-            "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "val_loss": round(val["loss"], 6),
-            "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
-            "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
-            "images_per_s": round(seen / train_seconds, 2),
-        }
-        history.append(row)
-        if board is not None:
-            for key in ("train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "images_per_s"):
-                board.add_scalar(key, row[key], epoch)
-        monitored = row["val_loss"] if recipe.monitor == "val_loss" else row["val_miou"]
-        info = {"epoch": epoch, "recipe": recipe.to_dict(), "validation": val, "runtime": rt.describe(),
-                "train_seconds_so_far": round(time.perf_counter() - started, 1)}
-        improved = stopper.improved(monitored)
-        if improved:
-            best_info = info
-        if world.main:
+    with StopRequest(log) as stop:
+        for epoch in range(first_epoch, recipe.epochs + 1):
+            net.train()
+            t0 = time.perf_counter() - done_seconds
+            epoch_gen = gen.get_state()
+            batches = epoch_batches(len(images), recipe, epoch, gen, world)
+            bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress,
+                       leave=False, dynamic_ncols=True, initial=skip)
+            for step, idx in enumerate(batches[skip:], start=skip):
+                x = to_input(images[idx], rt.device)
+                y = masks[idx].to(rt.device)
+                if augment is not None:
+                    x, y = augment(x, y)
+                with rt.autocast():
+                    logits = net(x)
+                loss = loss_fn(logits, y, recipe.loss)
+                value = loss.item()
+                bad = not math.isfinite(value)
+                if world.distributed:  # every process must take the same decision at the same step
+                    bad = world.sum(float(bad))[0] > 0
+                if bad:
+                    raise Diverged(diverged_message(run_dir, epoch, step + 1, value, history))
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                if per_batch:
+                    sched.step()
+                seen += len(idx)
+                loss_sum += value * len(idx)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+                if step + 1 < len(batches) and stop_now(stop, world):
+                    bar.close()
+                    snapshot = state(epoch, step + 1, epoch_gen, time.perf_counter() - t0)
+                    if world.main:
+                        save_training_state(run_dir, snapshot)
+                    raise Interrupted(interrupted_message(run_dir, epoch, step + 1, len(batches)))
+            bar.close()
+            skip, done_seconds = 0, 0.0
+            train_seconds = time.perf_counter() - t0
+            loss_sum, seen = world.sum(loss_sum, seen)  # over all processes: the global batch's loss
+            val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes, recipe.loss) \
+                if world.main else {}
+            if world.distributed:  # rank 0 validated; everyone takes the same decisions from its figures
+                shared = world.broadcast(val.get("loss", 0.0), val.get("mean_iou", 0.0),
+                                         val.get("water_iou", math.nan))
+                val = {**val, "loss": shared[0], "mean_iou": shared[1], "water_iou": shared[2]}
+            row = {
+                "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "val_loss": round(val["loss"], 6),
+                "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
+                "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
+                "images_per_s": round(seen / train_seconds, 2),
+            }
+            loss_sum, seen = 0.0, 0
+            history.append(row)
+            if board is not None:
+                for key in ("train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "images_per_s"):
+                    board.add_scalar(key, row[key], epoch)
+            monitored = row["val_loss"] if recipe.monitor == "val_loss" else row["val_miou"]
+            info = {"epoch": epoch, "recipe": recipe.to_dict(), "validation": val, "runtime": rt.describe(),
+                    "train_seconds_so_far": round(elapsed + time.perf_counter() - started, 1)}
+            improved = stopper.improved(monitored)
             if improved:
-                save_checkpoint(run_dir, "best", model, info)
-            save_checkpoint(run_dir, "last", model, info)
-            write_history(run_dir / "history.csv", history)
-        log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-            f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
-            + ("  *best" if improved else ""))
-        if sched is not None and not per_batch:
-            sched.step(monitored)
-        if stopper.should_stop:
-            log(f"early stop: {recipe.monitor} did not improve for {recipe.early_stopping_patience} epochs")
-            break
+                best_info = info
+            if world.main:
+                if improved:
+                    save_checkpoint(run_dir, "best", model, info)
+                save_checkpoint(run_dir, "last", model, info)
+                write_history(run_dir / "history.csv", history)
+            log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+                f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
+                + ("  *best" if improved else ""))
+            if sched is not None and not per_batch:
+                sched.step(monitored)
+            if stopper.should_stop:
+                log(f"early stop: {recipe.monitor} did not improve for {recipe.early_stopping_patience} epochs")
+                break
+            if epoch < recipe.epochs:
+                snapshot = state(epoch + 1, 0, gen.get_state(), 0.0)
+                if world.main:
+                    save_training_state(run_dir, snapshot)
+                if stop_now(stop, world):
+                    raise Interrupted(interrupted_message(run_dir, epoch + 1, 0, len(batches)))
     if board is not None:
         board.close()
     if world.main:
         plot_curves(history, run_dir / "curves.png")
-    return {"history": history, "best": best_info, "seconds": round(time.perf_counter() - started, 1),
+        remove_training_state(run_dir)  # finished: nothing to resume
+    return {"history": history, "best": best_info, "seconds": round(elapsed + time.perf_counter() - started, 1),
             "parameters": count_parameters(model)}
+
+
+def stop_now(stop: StopRequest, world: World) -> bool:
+    """Whether Ctrl-C / SIGTERM reached this process (under torchrun: any process, so that all stop together)."""
+    return world.sum(float(stop.asked))[0] > 0 if world.distributed else stop.asked
+
+
+def interrupted_message(run_dir: Path, epoch: int, step: int, steps: int) -> str:
+    return (f"stopped before step {step + 1} of {steps} in epoch {epoch}; the training state is saved in "
+            f"{run_dir}/resume.safetensors. Continue with: unetseg train --resume {run_dir}")
+
+
+class Diverged(DataError):
+    """The loss stopped being a finite number."""
+
+
+def diverged_message(run_dir: Path, epoch: int, step: int, value: float, history: list[dict]) -> str:
+    last = (f"{run_dir}/last.safetensors (epoch {history[-1]['epoch']}) is the last good checkpoint"
+            if history else "no checkpoint was written (it diverged in the first epoch)")
+    return (f"epoch {epoch}, step {step}: the loss is {value} (not finite); training stopped before updating "
+            f"the weights. {last}. Try a lower --lr, or check the data")

@@ -17,7 +17,7 @@ from .data.folder import median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluate import SEED_MEAN_IOU, evaluate_run
-from .io import check_output_dir, write_text_atomic
+from .io import check_output_dir, remove_stale_temporaries, write_text_atomic
 from .distributed import World
 from .runtime import Runtime, cpu_model
 from .train import train
@@ -132,12 +132,45 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log,
                    tensorboard_dir=out / "tensorboard" if tensorboard else None, world=world)
-    run_info["train_seconds"] = result["seconds"]
-    run_info["parameters"] = result["parameters"]
-    run_info["epochs_run"] = len(result["history"])
+    _finish_run_info(out, run_info, result, world)
+    return result
+
+
+def _finish_run_info(out: Path, run_info: dict, result: dict, world: World) -> None:
+    run_info.update(train_seconds=result["seconds"], parameters=result["parameters"],
+                    epochs_run=len(result["history"]))
     if world.main:
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     world.barrier()
+
+
+def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callable[[str], None] = print,
+                 world: World = World()) -> dict:
+    """`unetseg train --resume RUN`: go on from RUN/resume.* (the last finished epoch, or where Ctrl-C stopped)
+    with the run's own data, split and recipe."""
+    from .resume import RESUME_TAG, load_training_state
+
+    info_path = run_dir / "run.json"
+    if not info_path.exists():
+        raise DataError(f"{run_dir}: not a run folder (no run.json; make one with `unetseg train`)")
+    info = json.loads(info_path.read_text())
+    if not (run_dir / f"{RESUME_TAG}.safetensors").exists() and info.get("epochs_run"):
+        raise DataError(f"{run_dir}: training finished ({info['epochs_run']} epochs); there is nothing to resume")
+    if world.main:
+        for p in remove_stale_temporaries(run_dir):
+            log(f"removed {p.name}, left by a save that was cut short")
+    state = load_training_state(run_dir)
+    if state["processes"] != world.size:
+        raise DataError(f"{run_dir}: was trained on {state['processes']} process(es); resume it with "
+                        f"--nproc {state['processes']} (the data order depends on it)")
+    recipe = Recipe.from_dict(info["recipe"])
+    rd = load_data(Path(info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
+                   split_file=run_dir / "split.json", progress=progress and world.main, limit=info.get("limit"),
+                   trained=(run_dir, recipe.model))
+    result = train(rd.part("train"), rd.part("val"), recipe, run_dir, rt, progress=progress, log=log, world=world,
+                   tensorboard_dir=run_dir / "tensorboard" if (run_dir / "tensorboard").is_dir() else None,
+                   resume=state)
+    _finish_run_info(run_dir, info, result, world)
     return result
 
 

@@ -1,6 +1,10 @@
 """One error type for bad input: its message is one line that names the file and the problem."""
 
 
+class Interrupted(Exception):
+    """Work stopped on request (Ctrl-C, SIGTERM) after saving what is needed to go on; the message says how."""
+
+
 class DataError(Exception):
     """Bad input data; the CLI prints the message alone and exits non-zero."""
 
