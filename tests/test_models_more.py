@@ -64,7 +64,7 @@ def test_pickle_that_would_run_code_is_refused_not_run(tmp_path, monkeypatch):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"features.0.weight": Boom()}, f)
-    with pytest.raises(DataError, match="not a loadable PyTorch state dict"):
+    with pytest.raises(DataError, match="not a plain PyTorch state dict; refused"):
         build_model(ModelConfig(name="ternausnet")).load_vgg11(path)
     assert not (tmp_path / "PWNED").exists()
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .data.errors import DataError, first_line
-from .io import atomic_path, sha256_file
+from .io import atomic_path, sha256_file, write_text_atomic
 from .models import build_model
 
 
@@ -104,6 +104,49 @@ def read_checkpoint_info(path: Path) -> dict[str, Any]:
         return json.loads(meta.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{meta}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a torch.save file, read with weights_only=True: plain tensors and containers only, so a
+    pickle that would run code is refused before anything in it runs. The explicit import path, never implicit."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # refused globals (code), not a pickle, truncated zip
+        raise DataError(f"{path}: not a plain PyTorch state dict; refused ({type(e).__name__}: "
+                        f"{first_line(e, 100)})") from None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"{path}: expected a state dict (parameter name -> tensor), found {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}  # DistributedDataParallel's prefix
+
+
+def import_weights(source: Path, out: Path, recipe: Any, overwrite: bool = False) -> dict[str, Any]:
+    """`unetseg import`: a torch.save state dict -> a run folder (best/last safetensors + JSON, run.json) that
+    evaluate, predict and export accept."""
+    from .io import check_output_dir
+
+    state = read_state_dict(source)
+    model = build_model(recipe.model)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines()[1:3]]
+        raise DataError(f"{source}: does not fit {recipe.model.name} with base width {recipe.model.base_width}, "
+                        f"{recipe.model.in_channels} channel(s), {recipe.model.num_classes} class(es): "
+                        + " ".join(lines)[:200]) from None
+    check_output_dir(out, overwrite)
+    info = {"epoch": None, "recipe": recipe.to_dict(), "imported_from": str(Path(source).resolve()),
+            "source_sha256": sha256_file(source)}
+    for tag in ("best", "last"):
+        save_checkpoint(out, tag, model, info)
+    write_text_atomic(out / "run.json", json.dumps({"data": "", "recipe": recipe.to_dict(),
+                                                     "imported_from": info["imported_from"]}, indent=1))
+    return info
 
 
 def resolve_checkpoint(run_or_file: str | Path, tag: str = "best") -> Path:

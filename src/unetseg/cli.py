@@ -297,6 +297,35 @@ def predict(
                 log=lambda m: typer.echo(m, err=m.startswith("error:")))
 
 
+@app.command("import")
+@friendly
+def import_(
+    weights: Path = typer.Argument(..., help="A state dict saved with torch.save (.pt / .pth)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
+    recipe: str = RecipeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
+    image_size: Optional[int] = SizeOpt,
+    depth: Optional[int] = typer.Option(None, "--depth", help="Levels of the U-Net (5 for the seed)."),
+    in_channels: int = typer.Option(3, "--in-channels", help="Input channels the weights expect."),
+    num_classes: int = typer.Option(1, "--num-classes", help="1 for water / not water (sigmoid), else the classes."),
+    overwrite: bool = OverOpt,
+):
+    """Turn U-Net weights saved with torch.save into a run folder (safetensors + SHA-256).
+
+    This is the only command that reads a pickled file, and it reads it with torch.load(weights_only=True):
+    tensors and plain containers only, so a file that would run code is refused before any of it runs.
+    Everything else in unetseg loads safetensors only.
+
+    Example: unetseg import unet_water.pth --out runs/imported --recipe seed && unetseg predict runs/imported scene.tif -o s
+    """
+    from .checkpoint import import_weights
+
+    r = _recipe(recipe, None, None, None, image_size, model, base_width, None)
+    r = dataclasses.replace(r, model=dataclasses.replace(r.model, in_channels=in_channels, num_classes=num_classes,
+                                                         depth=depth or r.model.depth))
+    import_weights(weights, out, r, overwrite)
+    typer.echo(f"imported {weights} as {r.model.name} (base width {r.model.base_width}) into {out}/best.safetensors")
+
+
 @app.command()
 @friendly
 def export(
@@ -349,14 +378,14 @@ def benchmark(
 
     from .benchmark import format_table, run_benchmark
     from .config import ModelConfig
-    from .io import write_text_atomic
+    from .io import check_new_file, write_text_atomic
 
     for name, value, least in (("--batch-size", batch_size, 1), ("--image-size", image_size, 16),
                                ("--rounds", rounds, 1), ("--base-width", base_width, 1)):
         if value < least:
             raise ValueError(f"{name} {value}: must be at least {least}")
-    if json_out and json_out.exists() and not overwrite:
-        raise DataError(f"{json_out}: exists (use --overwrite to replace it)")
+    if json_out:
+        check_new_file(json_out, overwrite)
     cfg = ModelConfig(name=model, base_width=base_width, batch_norm=model != "unet")
     result = run_benchmark(cfg, batch_size, image_size, rounds, compile, onnx, log=lambda m: typer.echo(m))
     typer.echo(format_table(result))
@@ -445,11 +474,11 @@ def augment_preview(
 
     Example: unetseg augment-preview --data ../shared/data/water-bodies --out aug.png
     """
+    from .io import check_new_file
     from .preview import augment_preview as draw
     from .workflow import default_data_dir
 
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: exists (use --overwrite to replace it)")
+    check_new_file(out, overwrite)
     draw(data or default_data_dir(), get_recipe(recipe), out, n, views, seed)
     typer.echo(f"wrote {out}")
 

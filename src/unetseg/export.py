@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .data.errors import DataError, first_line
-from .io import atomic_path
+from .io import atomic_path, check_new_file
 
 FORMATS = ("onnx",)
 OPSET = 18
@@ -34,8 +34,7 @@ def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "best"
 
     weights = resolve_checkpoint(run_dir, checkpoint)
     out = Path(out) if out else default_onnx_path(run_dir, checkpoint)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: exists (use --overwrite to replace it)")
+    check_new_file(out, overwrite)
     model, info = load_checkpoint(weights, "cpu")
     model = model.float().eval()
     channels = int(info["recipe"]["model"]["in_channels"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -92,14 +93,33 @@ def _check_not_empty(path: Path) -> None:
         raise DataError(f"{path}: empty file (0 bytes)")
 
 
+def image_pixel_limit() -> int:
+    """Largest image (in pixels) decoded whole: Pillow's decompression-bomb limit, or UNETSEG_MAX_IMAGE_PIXELS."""
+    value = os.environ.get("UNETSEG_MAX_IMAGE_PIXELS", "")
+    try:
+        return int(value) if value else Image.MAX_IMAGE_PIXELS
+    except ValueError:
+        raise DataError(f"UNETSEG_MAX_IMAGE_PIXELS={value!r}: not a whole number of pixels") from None
+
+
 def _open(path: Path) -> Image.Image:
     _check_not_empty(path)
+    limit = image_pixel_limit()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
+            Image.MAX_IMAGE_PIXELS, pillow_limit = None, Image.MAX_IMAGE_PIXELS  # read the header unchecked ...
+            try:
+                img = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = pillow_limit
+            w, h = img.size
+            if w * h > limit:  # ... and refuse before a single pixel is decoded
+                raise DataError(f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} that guards "
+                                "against decompression bombs; if you trust the file, raise it with "
+                                f"UNETSEG_MAX_IMAGE_PIXELS={w * h}, or make it a tiled GeoTIFF (read window by window)")
             img.load()
-    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError as e:
         raise DataError(f"{path}: not a readable image ({first_line(e)})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: corrupt or truncated image ({first_line(e)})") from None

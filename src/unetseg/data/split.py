@@ -1,52 +1,74 @@
-"""A seeded, reproducible train/validation/test split, saved as split.json in the run folder."""
+"""A seeded, stable train/validation/test split, saved as split.json in the run folder.
+
+Each file's part follows from a hash of the seed and its name alone, so adding files to a dataset never
+moves a file that was already there from one part to another (no test file can leak into training)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-
 from ..config import SplitConfig
 from ..io import write_text_atomic
-from .errors import DataError
+from .errors import DataError, first_line
+
+PARTS = ("test", "val", "train")
 
 
-def split_sizes(n: int, cfg: SplitConfig) -> tuple[int, int]:
-    """(test, val) counts: the configured counts for large datasets, fractions otherwise."""
-    if isinstance(cfg.test, int) and isinstance(cfg.val, int) and n >= cfg.min_size_for_counts:
-        return cfg.test, cfg.val
-    ft = cfg.test if isinstance(cfg.test, float) else cfg.small_test
-    fv = cfg.val if isinstance(cfg.val, float) else cfg.small_val
-    test, val = max(1, round(n * ft)), max(1, round(n * fv))
-    if n - test - val < 1:
-        raise DataError(f"only {n} image/mask pairs: too few to split into train, validation and test")
-    return test, val
+def split_score(stem: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by the seed and the file name."""
+    digest = hashlib.sha256(f"{seed}\0{stem}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def part_of(score: float, cfg: SplitConfig) -> str:
+    return "test" if score < cfg.test else "val" if score < cfg.test + cfg.val else "train"
 
 
 def make_split(stems: list[str], cfg: SplitConfig) -> dict[str, list[str]]:
-    """Shuffle the sorted names with the seed; the first `test` are test, the next `val` validation."""
-    order = np.random.default_rng(cfg.seed).permutation(len(stems))
-    shuffled = [stems[i] for i in order]
-    test, val = split_sizes(len(stems), cfg)
-    return {"test": shuffled[:test], "val": shuffled[test:test + val], "train": shuffled[test + val:]}
+    """Test if the score is below cfg.test, validation if below cfg.test + cfg.val, else train.
+
+    Only a very small dataset can leave test or validation empty; then the training file scoring nearest
+    to that part's range is moved into it."""
+    if not (0 < cfg.test and 0 < cfg.val and cfg.test + cfg.val < 1):
+        raise ValueError(f"split fractions test {cfg.test} and val {cfg.val} must be positive and sum below 1")
+    if len(stems) < 3:
+        raise DataError(f"only {len(stems)} image/mask pairs: too few to split into train, validation and test")
+    scores = {s: split_score(s, cfg.seed) for s in stems}
+    parts: dict[str, list[str]] = {p: [] for p in PARTS}
+    for s in stems:
+        parts[part_of(scores[s], cfg)].append(s)
+    ranges = {"test": (0.0, cfg.test), "val": (cfg.test, cfg.test + cfg.val)}
+    for name, (lo, hi) in ranges.items():
+        if not parts[name] and len(parts["train"]) > 1:
+            nearest = min(parts["train"], key=lambda s: max(lo - scores[s], scores[s] - hi))
+            parts["train"].remove(nearest)
+            parts[name].append(nearest)
+    if not all(parts.values()):
+        raise DataError(f"only {len(stems)} image/mask pairs: too few to split into train, validation and test")
+    return parts
 
 
 def save_split(path: Path, split: dict[str, list[str]], cfg: SplitConfig) -> None:
-    body = {"seed": cfg.seed, "counts": {k: len(v) for k, v in split.items()}, **split}
+    body = {"method": "sha256(seed, name)", "seed": cfg.seed, "fractions": {"test": cfg.test, "val": cfg.val},
+            "counts": {k: len(v) for k, v in split.items()}, **split}
     write_text_atomic(path, json.dumps(body, indent=1))
 
 
 def load_split(path: Path) -> dict[str, list[str]]:
     if not path.exists():
         raise DataError(f"{path}: no split file (was this run folder made by `unetseg train`?)")
-    d = json.loads(path.read_text())
-    return {k: d[k] for k in ("train", "val", "test")}
+    try:
+        d = json.loads(path.read_text())
+        return {k: list(d[k]) for k in PARTS}
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a split file ({first_line(e)})") from None
 
 
 def check_split(split: dict[str, list[str]], available: list[str], path: Path) -> None:
     """Every name in the split must be in the data (evaluation must use the same test files)."""
     have = set(available)
-    missing = [s for part in ("train", "val", "test") for s in split[part] if s not in have]
+    missing = [s for part in PARTS for s in split[part] if s not in have]
     if missing:
         raise DataError(f"{path}: {len(missing)} file(s) of the saved split are not in the data, e.g. {missing[0]}")

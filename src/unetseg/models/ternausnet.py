@@ -72,17 +72,10 @@ class TernausNet(nn.Module):
 
     def load_vgg11(self, path: str | Path) -> int:
         """Copy the conv weights of a torchvision-format VGG11 state dict (a local file) into the encoder."""
+        from ..checkpoint import read_state_dict
+
         path = Path(path)
-        if not path.exists():
-            raise DataError(f"{path}: no such encoder weights file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors, zip errors, refused globals
-            raise DataError(f"{path}: not a loadable PyTorch state dict ({type(e).__name__}: {str(e)[:100]})") from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise DataError(f"{path}: expected a VGG11 state dict, found {type(state).__name__}")
+        state = read_state_dict(path)
         loaded = 0
         for block, group in zip(self.encoder, VGG11_CONVS):
             for layer, (idx, c_in, c_out) in zip(block, group):

@@ -13,7 +13,7 @@ from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
 from ..data.errors import DataError
 from ..data.folder import median_chip_scale, scan_folder
-from ..io import atomic_path, write_csv_atomic, write_text_atomic
+from ..io import atomic_path, check_new_file, output_file, write_csv_atomic, write_text_atomic
 from ..runtime import Runtime
 from ..compiled import maybe_compile, warmup_seconds
 from .engine import Segmenter, Stats
@@ -49,16 +49,12 @@ def _scale_for(cfg: PredictConfig, source: Source, image_size: int, auto: float)
 
 def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
     """Where each output of one input goes: OUT/<stem>_mask.tif and _water.geojson, or _mask.png and friends."""
-    stem = out / file.stem
     if file.suffix.lower() in (".tif", ".tiff"):
-        paths = {"mask": stem.with_name(f"{file.stem}_mask.tif")}
-        if cfg.vectors != "none":
-            paths["vectors"] = stem.with_name(f"{file.stem}_water{SUFFIXES[cfg.vectors]}")
-        return paths
-    paths = {"mask": stem.with_name(f"{file.stem}_mask.png"), "overlay": stem.with_name(f"{file.stem}_overlay.png")}
-    if cfg.probabilities:
-        paths["probability"] = stem.with_name(f"{file.stem}_probability.png")
-    return paths
+        names = {"mask": "_mask.tif", "vectors": f"_water{SUFFIXES[cfg.vectors]}" if cfg.vectors != "none" else ""}
+    else:
+        names = {"mask": "_mask.png", "overlay": "_overlay.png", "probability": "_probability.png" if cfg.probabilities
+                 else ""}
+    return {kind: output_file(out, file.stem + suffix) for kind, suffix in names.items() if suffix}
 
 
 class Predictor:
@@ -220,10 +216,8 @@ def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     summary = {"csv": out / "predictions.csv", "json": out / "predictions.json"}
-    if not overwrite:
-        for target in [p for f in files for p in output_paths(f, out, cfg).values()] + list(summary.values()):
-            if target.exists():
-                raise DataError(f"{target}: exists (use --overwrite to replace it)")
+    for target in [p for f in files for p in output_paths(f, out, cfg).values()] + list(summary.values()):
+        check_new_file(target, overwrite)
     import rasterio
 
     predictor = Predictor(run_dir, cfg, rt, progress, log)

@@ -128,6 +128,24 @@ class ImageSource(Source):
         return self.pixels[y0:y0 + h, x0:x0 + w], self.valid[y0:y0 + h, x0:x0 + w]
 
 
+DEFAULT_MAX_RASTER_PIXELS = 40_000_000_000  # 200,000 px square: 330 Sentinel-2 tiles; streamed, so memory is not it
+
+
+def check_raster_size(path: Path, width: int, height: int) -> None:
+    """Refuse rasters larger than UNETSEG_MAX_RASTER_PIXELS: such headers are corrupt or hostile far more often than
+    real, and the outputs alone would fill a disk."""
+    import os
+
+    value = os.environ.get("UNETSEG_MAX_RASTER_PIXELS", "")
+    try:
+        limit = int(value) if value else DEFAULT_MAX_RASTER_PIXELS
+    except ValueError:
+        raise DataError(f"UNETSEG_MAX_RASTER_PIXELS={value!r}: not a whole number of pixels") from None
+    if width * height > limit:
+        raise DataError(f"{path}: {width}x{height} = {width * height:,} pixels, over the limit of {limit:,}; if the "
+                        f"raster is real, raise it with UNETSEG_MAX_RASTER_PIXELS={width * height}")
+
+
 class RasterSource(Source):
     """A (Geo)TIFF read with rasterio one window at a time: band choice, value scaling, no-data masks."""
 
@@ -146,6 +164,7 @@ class RasterSource(Source):
             raise DataError(f"{path}: not a readable TIFF ({first_line(e)})") from None
         ds = self.ds
         try:
+            check_raster_size(path, ds.width, ds.height)
             self.bands = self._choose_bands(path, ds.count, channels, bands)
             dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
             lo_hi = value_range
