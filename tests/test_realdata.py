@@ -25,6 +25,6 @@ def test_small_unet_clearly_beats_all_background_on_real_chips(real_data, real_r
     water, total = int(masks.sum()), masks.size
     baseline = scores_from_confusion(np.array([[total - water, 0], [water, 0]]))["mean_iou"]
     print(f"test mean IoU {m['mean_iou']:.4f} vs all-background {baseline:.4f} on {len(test)} real chips")
-    assert m["test_images"] == len(test) == 80
+    assert m["test_images"] == len(test) and 50 <= len(test) <= 120  # about 10.6% of 800 by the hash split
     assert m["mean_iou"] > baseline + 0.15
     assert m["water_iou"] > 0.3

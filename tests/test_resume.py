@@ -130,13 +130,16 @@ def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_dat
     import unetseg.train as train_module
     from unetseg.data.errors import DataError
 
-    calls = {"n": 0}
+    calls = {"validated": False, "steps": 0}
     real = train_module.loss_fn
 
     def poisoned(logits, y, kind="bce"):
         loss = real(logits, y, kind)
-        calls["n"] += torch.is_grad_enabled()  # training steps only (validation runs in inference mode)
-        return loss * float("nan") if calls["n"] == 9 else loss  # 48 chips, batch 8: epoch 2, step 3
+        if not torch.is_grad_enabled():  # validation (inference mode): epoch 1 is over
+            calls["validated"] = True
+        elif calls["validated"]:
+            calls["steps"] += 1
+        return loss * float("nan") if calls["steps"] == 3 and torch.is_grad_enabled() else loss  # epoch 2, step 3
 
     monkeypatch.setattr(train_module, "loss_fn", poisoned)
     out = tmp_path / "run"

@@ -214,3 +214,38 @@ def test_adding_files_never_moves_a_file_to_another_part(old, new, seed):
     part = {s: p for p, stems in after.items() for s in stems}
     for p, stems in before.items():
         assert all(part[s] == p for s in stems)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--tile", "8"], "--tile 8: must be at least 16 model pixels"),
+    (["--overlap", "200"], "--overlap 200: must be between 0 and half the tile (128)"),
+    (["--scale", "big"], "--scale 'big': auto, fit or a positive number"),
+    (["--scale", "1000"], "--scale 1000.0: must be between 0.01 and 16"),
+    (["--threshold", "1.5"], "--threshold 1.5: must be between 0 and 1"),
+    (["--value-range", "5,1"], "--value-range '5,1': HI must be greater than LO"),
+    (["--bands", "0,1,2"], "--bands '0,1,2': band numbers start at 1"),
+    (["--vectors", "shp"], "--vectors 'shp': choose geojson, gpkg or none"),
+    (["--compile", "--engine", "onnxruntime"], "--compile applies to --engine torch"),
+    (["SAME"], "two inputs are named 'in'"),
+])
+def test_bad_predict_options_are_one_line_and_write_nothing(tiny_run, image, tmp_path, args, expected):
+    if args == ["SAME"]:
+        other = tmp_path / "other"
+        other.mkdir()
+        shutil.copy(image, other / "in.jpg")
+        args = [other / "in.jpg"]
+    out = tmp_path / "out"
+    one_error(unetseg("predict", tiny_run, image, "--out", out, *args), expected)
+    assert not out.exists()
+
+
+def test_an_export_made_from_other_weights_is_refused(run_copy, image, tmp_path):
+    from unetseg.checkpoint import save_checkpoint
+
+    assert unetseg("export", run_copy).returncode == 0
+    model, info = load_checkpoint(run_copy / "best.safetensors")
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    save_checkpoint(run_copy, "best", model, info)  # retrained after the export
+    one_error(unetseg("predict", run_copy, image, "--out", tmp_path / "o", "--engine", "onnxruntime"),
+              "best.onnx: exported from other weights than best.safetensors; export again")

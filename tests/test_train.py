@@ -38,7 +38,9 @@ def test_run_folder_has_split_checkpoints_history_and_curves(trained_run):
     assert {"recipe", "validation", "sha256", "versions", "epoch"} <= set(info)
     assert info["versions"]["torch"].startswith("2.13")
     split = json.loads((out / "split.json").read_text())
-    assert split["counts"] == {"test": 6, "val": 6, "train": 48}
+    counts = split["counts"]
+    assert sum(counts.values()) == 60 and min(counts.values()) >= 1 and counts["train"] >= 40
+    assert {k: len(split[k]) for k in ("test", "val", "train")} == counts
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
 
 
