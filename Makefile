@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 UNETSEG_DATA ?= ../shared/data/water-bodies
 export UNETSEG_DATA
 
-.PHONY: run test reproduce bench venv clean
+.PHONY: run test reproduce bench venv clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m unetseg.cli reproduce --recipe quick --out runs/quick --overwrite
 
-## test: the test suite
-test: $(STAMP)
+## browser: Debian's chromium + chromedriver for the web page's end-to-end test (installed if root with apt-get)
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: chromium and chromedriver are missing (apt-get install chromium chromium-driver); the browser test will be skipped"; fi
+
+## test: the test suite (its screenshot goes to test-artifacts/)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 ## reproduce: the full seed recipe on the real data (about 2 h on a 2-core AVX2 CPU)

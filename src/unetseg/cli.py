@@ -297,6 +297,43 @@ def predict(
                 log=lambda m: typer.echo(m, err=m.startswith("error:")))
 
 
+@app.command()
+@friendly
+def serve(
+    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    max_upload_mb: float = typer.Option(32, "--max-upload-mb", help="Largest upload accepted (413 above)."),
+    max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", help="Largest image accepted, in pixels (422 "
+                                   "above); large scenes belong to `unetseg predict`."),
+    checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
+    precision: str = PrecOpt, device: str = DeviceOpt,
+):
+    """Serve a run over HTTP: a web page at / and a JSON API (OpenAPI schema at /docs).
+
+    POST /v1/segment (multipart field `image`: PNG, JPEG, TIFF or GeoTIFF) returns the water fraction,
+    the water area for georeferenced images, the size and timing, and the image, mask, overlay and
+    probability as base64 PNGs. GET /health and GET /v1/model describe the server and the model.
+
+    Example: unetseg serve runs/improved --port 8000, then open http://127.0.0.1:8000/
+    or: curl -F image=@chip.jpg http://127.0.0.1:8000/v1/segment
+    """
+    try:
+        import uvicorn
+
+        from .serve.app import Limits, create_app
+    except ImportError as e:
+        raise DataError(f"serve needs FastAPI and uvicorn: pip install 'unetseg[serve]' ({e.name} missing)") from None
+    from .config import PredictConfig
+
+    if max_upload_mb <= 0 or max_pixels <= 0:
+        raise ValueError("--max-upload-mb and --max-pixels must be positive")
+    app_ = create_app(run, _runtime(precision, device), PredictConfig(checkpoint=checkpoint),
+                      Limits(int(max_upload_mb * 1024 * 1024), max_pixels), log=lambda m: typer.echo(m))
+    typer.echo(f"serving {run} on http://{host}:{port}/  (API schema: http://{host}:{port}/docs; Ctrl-C stops)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 @app.command("import")
 @friendly
 def import_(

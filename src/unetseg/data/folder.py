@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,32 +93,41 @@ def _check_not_empty(path: Path) -> None:
         raise DataError(f"{path}: empty file (0 bytes)")
 
 
+PILLOW_PIXEL_LIMIT: int = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's decompression-bomb limit
+_HEADER_LOCK = threading.Lock()
+
+
 def image_pixel_limit() -> int:
     """Largest image (in pixels) decoded whole: Pillow's decompression-bomb limit, or UNETSEG_MAX_IMAGE_PIXELS."""
     value = os.environ.get("UNETSEG_MAX_IMAGE_PIXELS", "")
     try:
-        return int(value) if value else Image.MAX_IMAGE_PIXELS
+        return int(value) if value else PILLOW_PIXEL_LIMIT
     except ValueError:
         raise DataError(f"UNETSEG_MAX_IMAGE_PIXELS={value!r}: not a whole number of pixels") from None
+
+
+def open_header(path: Path) -> Image.Image:
+    """Image.open (which reads the header only) without Pillow's own size check: callers check the size.
+    Pillow keeps its limit in a module global, so it is lifted under a lock (the server opens from many threads)."""
+    with _HEADER_LOCK:
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _open(path: Path) -> Image.Image:
     _check_not_empty(path)
     limit = image_pixel_limit()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
-            Image.MAX_IMAGE_PIXELS, pillow_limit = None, Image.MAX_IMAGE_PIXELS  # read the header unchecked ...
-            try:
-                img = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = pillow_limit
-            w, h = img.size
-            if w * h > limit:  # ... and refuse before a single pixel is decoded
-                raise DataError(f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} that guards "
-                                "against decompression bombs; if you trust the file, raise it with "
-                                f"UNETSEG_MAX_IMAGE_PIXELS={w * h}, or make it a tiled GeoTIFF (read window by window)")
-            img.load()
+        img = open_header(path)
+        w, h = img.size
+        if w * h > limit:  # refuse before a single pixel is decoded
+            raise DataError(f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} that guards "
+                            "against decompression bombs; if you trust the file, raise it with "
+                            f"UNETSEG_MAX_IMAGE_PIXELS={w * h}, or make it a tiled GeoTIFF (read window by window)")
+        img.load()
     except UnidentifiedImageError as e:
         raise DataError(f"{path}: not a readable image ({first_line(e)})") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -242,7 +251,7 @@ def image_shape(path: Path) -> tuple[int, int]:
 
         with rasterio.open(path) as src:
             return src.height, src.width
-    with Image.open(path) as img:
+    with open_header(path) as img:
         return img.size[1], img.size[0]
 
 

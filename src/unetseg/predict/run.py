@@ -90,7 +90,7 @@ class Predictor:
     def one(self, file: Path, out: Path) -> dict:
         source = open_source(file, self.model_cfg.in_channels, self.cfg.bands, self.cfg.value_range)
         try:
-            scale = _scale_for(self.cfg, source, self.image_size, self.auto_scale)
+            scale = self.scale_for(source)
             for note in source.notes:
                 self.log(f"{file.name}: {note}")
             paths = output_paths(file, out, self.cfg)
@@ -116,7 +116,11 @@ class Predictor:
                 "nodata_pixels": counts.nodata, "water_pixels": water,
                 "water_fraction": round(water / counts.valid, 6)}
 
-    def _image(self, source: Source, scale: tuple[float, float], paths: dict[str, Path]) -> dict:
+    def scale_for(self, source: Source) -> tuple[float, float]:
+        return _scale_for(self.cfg, source, self.image_size, self.auto_scale)
+
+    def collect(self, source: Source, scale: tuple[float, float]) -> tuple[ArrayCollector, Stats, Counts]:
+        """Segment a source that fits in memory: whole class map, probability and valid mask."""
         keep = ArrayCollector(source.height, source.width)
         counts = Counts(self.model_cfg.num_classes)
 
@@ -126,6 +130,10 @@ class Predictor:
             keep.write(y0, classes, probs, valid)
 
         stats = self.segmenter.run(source, scale, sink, self.progress)
+        return keep, stats, counts
+
+    def _image(self, source: Source, scale: tuple[float, float], paths: dict[str, Path]) -> dict:
+        keep, stats, counts = self.collect(source, scale)
         row = self._finish(source.path, stats, counts)
         images = {"mask": mask_png(keep.classes, keep.valid, self.model_cfg.num_classes),
                   "overlay": overlay_png(source.pixels, keep.classes == self.water, keep.valid)}

@@ -98,6 +98,18 @@ def areas(geoms: np.ndarray, crs: Any) -> np.ndarray:
     return shapely.area(geoms) * unit * unit
 
 
+def pixel_areas_by_row(height: int, transform: Any, crs: Any) -> np.ndarray:
+    """Square metres of one pixel in each row: constant for a projected CRS, geodesic (shrinking towards the
+    poles) for a geographic one. Needs a CRS and a north-up transform."""
+    a, b, c, d, e, f = tuple(transform)[:6]
+    if not crs.is_geographic:
+        unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+        return np.full(height, abs(a * e - b * d) * unit * unit)
+    rows = np.arange(height)
+    corners = [shapely.box(c, f + e * r, c + a, f + e * (r + 1)) for r in rows]
+    return areas(np.array(corners), crs)
+
+
 class VectorWriter:
     """Polygons with an id and their area, appended in batches to a GeoPackage (pyogrio) or streamed to GeoJSON.
 

@@ -1,0 +1,123 @@
+"""A bounded load on `unetseg serve` over loopback: N requests, C at a time; p50/p95/p99 latency, requests/s,
+errors. The server runs in a child process on 127.0.0.1 and is stopped at the end; nothing else is contacted.
+
+    python bench/serve_load.py [--run runs/improved] [--requests 300] [--concurrency 8] [--json out.json]
+
+The image is a real test chip when UNETSEG_DATA has the data (else a synthetic 256 px scene). The
+same image is also timed with one request at a time, to show what concurrency adds to latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from predict_scene import REPO, default_run  # noqa: E402
+
+from unetseg.runtime import cpu_model, select_runtime  # noqa: E402
+
+
+def test_image(work: Path) -> tuple[str, bytes]:
+    data = Path(os.environ.get("UNETSEG_DATA") or REPO.parent / "shared/data/water-bodies") / "Images"
+    if data.is_dir():
+        chip = sorted(p for p in data.iterdir() if p.suffix.lower() == ".jpg")[0]
+        return chip.name, chip.read_bytes()
+    from unetseg.data.synth import SynthConfig, write_synthetic
+
+    folder = write_synthetic(work / "serve-chip", SynthConfig(n=1, min_size=256, max_size=256), progress=False,
+                             overwrite=True)
+    chip = next((folder / "Images").iterdir())
+    return chip.name, chip.read_bytes()
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, help="run folder (default: runs/improved, else a quick synthetic run)")
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--work", type=Path, default=REPO / "bench_out")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if not 1 <= args.requests <= 5000 or not 1 <= args.concurrency <= 64:
+        ap.error("--requests 1..5000 and --concurrency 1..64 (a bounded load)")
+    args.work.mkdir(parents=True, exist_ok=True)
+    run = args.run or default_run(args.work)
+    name, image = test_image(args.work)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "unetseg.cli", "serve", str(run), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline or server.poll() is not None:
+                raise SystemExit(f"server did not start: {server.stderr.read() if server.poll() is not None else ''}")
+            time.sleep(0.2)
+        client = httpx.Client(timeout=60, limits=httpx.Limits(max_connections=args.concurrency))
+
+        def one(_: int) -> tuple[float, int]:
+            t0 = time.perf_counter()
+            try:
+                status = client.post(f"{url}/v1/segment", files={"image": (name, image)}).status_code
+            except httpx.HTTPError:
+                status = 0
+            return time.perf_counter() - t0, status
+
+        one(0)  # warm-up
+        serial = [one(i)[0] for i in range(min(20, args.requests))]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            results = list(pool.map(one, range(args.requests)))
+        wall = time.perf_counter() - t0
+        client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies = [t for t, _ in results]
+    errors = sum(status != 200 for _, status in results)
+    rt = select_runtime("auto")
+    report = {"cpu": cpu_model(), "cores": os.cpu_count(), "precision": rt.precision, "run": str(run),
+              "image": name, "image_bytes": len(image), "requests": args.requests, "concurrency": args.concurrency,
+              "errors": errors, "requests_per_s": round(args.requests / wall, 2),
+              "latency_s": {"p50": round(percentile(latencies, 0.5), 3), "p95": round(percentile(latencies, 0.95), 3),
+                            "p99": round(percentile(latencies, 0.99), 3), "max": round(max(latencies), 3)},
+              "one_at_a_time_s": {"p50": round(statistics.median(serial), 3),
+                                  "requests_per_s": round(1 / statistics.mean(serial), 2)}}
+    print(f"CPU: {report['cpu']} ({report['cores']} cores), {rt.precision}; run {run}; image {name} "
+          f"({len(image):,} bytes)")
+    print(f"{args.requests} requests, {args.concurrency} at a time: {report['requests_per_s']} requests/s, "
+          f"latency p50 {report['latency_s']['p50']} s, p95 {report['latency_s']['p95']} s, "
+          f"p99 {report['latency_s']['p99']} s; errors {errors}")
+    print(f"one at a time: p50 {report['one_at_a_time_s']['p50']} s, {report['one_at_a_time_s']['requests_per_s']} "
+          "requests/s")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    if errors:
+        raise SystemExit(f"{errors} request(s) failed")
+
+
+if __name__ == "__main__":
+    main()

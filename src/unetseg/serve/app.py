@@ -1,0 +1,199 @@
+"""`unetseg serve`: a trained run over HTTP (FastAPI), and the web page at /.
+
+POST /v1/segment takes the image bytes (multipart field `image`) and never a path: the bytes go to a
+temporary file the server names, are checked (size, type by content, dimensions from the header) before
+any pixel is decoded, and run through the same tiled pipeline as `unetseg predict`. The model is shared by
+all requests; one forward pass runs at a time (the intra-op threads already use every core).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from ..config import PredictConfig
+from ..data.errors import DataError, first_line
+from ..data.folder import image_shape
+from ..predict.outputs import mask_png, overlay_png
+from ..predict.run import Predictor
+from ..predict.sources import RasterSource, open_source
+from ..runtime import Runtime
+
+# what the first bytes of an upload must be, and the suffix its temporary file gets
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"II*\x00": ".tif", b"MM\x00*": ".tif",
+              b"II+\x00": ".tif", b"MM\x00+": ".tif"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 32 * 1024 * 1024  # 32 MiB per upload
+    max_pixels: int = 4096 * 4096  # whole-image decode: about 16.8 megapixels
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    run: str
+
+
+class ModelInfo(BaseModel):
+    run: str
+    model: str
+    parameters: int | None
+    in_channels: int
+    num_classes: int
+    image_size: int
+    recipe: dict
+    test_metrics: dict | None = Field(description="RUN/metrics.json from `unetseg evaluate`, if it was run")
+    scale: float = Field(description="model pixels per input pixel (predict --scale auto)")
+    limits: dict
+
+
+class Segmentation(BaseModel):
+    width: int
+    height: int
+    threshold: float
+    water_fraction: float = Field(description="water pixels / valid (not no-data) pixels")
+    water_pixels: int
+    valid_pixels: int
+    water_area_m2: float | None = Field(description="for georeferenced GeoTIFFs; null otherwise")
+    crs: str | None
+    tiles: int
+    seconds: float
+    image_png: str = Field(description="base64 PNG: the image as the model saw it (RGB)")
+    mask_png: str = Field(description="base64 PNG: water 255, land 0")
+    overlay_png: str = Field(description="base64 PNG: the image with water tinted blue")
+    probability_png: str = Field(description="base64 PNG, grey + alpha: water probability x 255; alpha 0 = no-data")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+ERRORS = {413: {"model": Problem, "description": "upload too large"},
+          415: {"model": Problem, "description": "not a PNG, JPEG or TIFF"},
+          422: {"model": Problem, "description": "empty, unreadable, or too many pixels"}}
+
+
+def _b64png(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(), limits: Limits = Limits(),
+               log=print) -> FastAPI:
+    """The FastAPI app for one run; the model is loaded once here."""
+    run_dir = Path(run_dir)
+    predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
+    model_lock = threading.Lock()
+    metrics_path = run_dir / "metrics.json"
+    info = {"run": run_dir.name, "model": predictor.model_cfg.name,
+            "parameters": json.loads((run_dir / "run.json").read_text()).get("parameters")
+            if (run_dir / "run.json").exists() else None,
+            "in_channels": predictor.model_cfg.in_channels, "num_classes": predictor.model_cfg.num_classes,
+            "image_size": predictor.image_size,
+            "recipe": json.loads((run_dir / "best.json").read_text()).get("recipe", {})
+            if (run_dir / "best.json").exists() else {},
+            "test_metrics": {k: v for k, v in json.loads(metrics_path.read_text()).items()
+                             if isinstance(v, (int, float, str))} if metrics_path.exists() else None,
+            "scale": predictor.auto_scale, "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}}
+
+    app = FastAPI(title="unetseg", version="1", summary="Water segmentation with a trained U-Net",
+                  description="Upload an image (PNG, JPEG, TIFF or GeoTIFF); get the water mask, an overlay, "
+                              "the water fraction and, for georeferenced images, the water area.")
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        """413 from the Content-Length header, before the body is read."""
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_bytes + 64 * 1024:
+            return JSONResponse({"detail": f"upload of {int(length):,} bytes is over the limit of "
+                                           f"{limits.max_bytes:,} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("unetseg.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok", run=run_dir.name)
+
+    @app.get("/v1/model", response_model=ModelInfo)
+    def model() -> ModelInfo:
+        return ModelInfo(**info)
+
+    @app.post("/v1/segment", response_model=Segmentation, responses=ERRORS)
+    def segment(image: UploadFile = File(..., description="PNG, JPEG or TIFF/GeoTIFF bytes"),
+                threshold: float = Query(cfg.threshold, gt=0, lt=1, description="water probability cut")):
+        data = image.file.read(limits.max_bytes + 1)
+        name = Path(image.filename or "upload").name or "upload"  # for messages only: never used as a path
+        if len(data) > limits.max_bytes:
+            raise HTTPException(413, f"{name}: upload is over the limit of {limits.max_bytes:,} bytes")
+        if not data:
+            raise HTTPException(422, f"{name}: empty upload")
+        suffix = next((s for sig, s in SIGNATURES.items() if data.startswith(sig)), None)
+        if suffix is None:
+            raise HTTPException(415, f"{name}: not a PNG, JPEG or TIFF (by its content)")
+        with tempfile.TemporaryDirectory(prefix="unetseg-serve-") as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(data)
+            try:
+                return _segment(path, name, threshold)
+            except DataError as e:
+                raise HTTPException(422, str(e).replace(str(path), name)) from None
+
+    def _segment(path: Path, name: str, threshold: float) -> Segmentation:
+        try:
+            h, w = image_shape(path)
+        except Exception as e:  # a damaged header: Pillow and GDAL raise many kinds
+            raise DataError(f"{name}: not a readable image ({first_line(e)})") from None
+        if h * w > limits.max_pixels:
+            raise DataError(f"{name}: {w}x{h} = {w * h:,} pixels is over this server's limit of "
+                            f"{limits.max_pixels:,}; use `unetseg predict` for large scenes")
+        t0 = time.perf_counter()
+        source = open_source(path, predictor.model_cfg.in_channels)
+        try:
+            with model_lock:
+                keep, stats, counts = predictor.collect(source, predictor.scale_for(source))
+            rgb = source.pixels if not isinstance(source, RasterSource) else \
+                source.to_uint8(source.read(0, 0, source.height, source.width)[0])
+            crs, transform = source.crs, source.transform
+        finally:
+            source.close()
+        if counts.valid == 0:
+            raise DataError(f"{name}: every pixel is no-data; nothing to segment")
+        classes = keep.classes if threshold == cfg.threshold or predictor.model_cfg.num_classes > 1 else \
+            (keep.prob > threshold).astype(np.uint8)
+        water = (classes == predictor.water) & keep.valid
+        area = None
+        if crs is not None and transform is not None:
+            from ..predict.vectors import pixel_areas_by_row
+
+            area = float(water.sum(axis=1) @ pixel_areas_by_row(source.height, transform, crs))
+        prob = Image.fromarray(np.stack([np.rint(keep.prob * 255).astype(np.uint8),
+                                         keep.valid.astype(np.uint8) * 255], axis=-1), "LA")
+        rgb3 = rgb[..., :3] if rgb.shape[-1] >= 3 else np.repeat(rgb[..., :1], 3, axis=-1)
+        return Segmentation(
+            width=source.width, height=source.height, threshold=threshold,
+            water_fraction=round(float(water.sum()) / counts.valid, 6), water_pixels=int(water.sum()),
+            valid_pixels=counts.valid, water_area_m2=round(area, 2) if area is not None else None,
+            crs=crs.to_string() if crs is not None else None, tiles=stats.tiles,
+            seconds=round(time.perf_counter() - t0, 3), image_png=_b64png(Image.fromarray(rgb3, "RGB")),
+            mask_png=_b64png(mask_png(classes, keep.valid, predictor.model_cfg.num_classes)),
+            overlay_png=_b64png(overlay_png(rgb3, water, keep.valid)), probability_png=_b64png(prob))
+
+    return app
