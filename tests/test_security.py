@@ -242,7 +242,7 @@ def test_bad_predict_options_are_one_line_and_write_nothing(tiny_run, image, tmp
 def test_an_export_made_from_other_weights_is_refused(run_copy, image, tmp_path):
     from unetseg.checkpoint import save_checkpoint
 
-    assert unetseg("export", run_copy).returncode == 0
+    assert unetseg("export", run_copy, "--overwrite").returncode == 0
     model, info = load_checkpoint(run_copy / "best.safetensors")
     with torch.no_grad():
         next(model.parameters()).add_(0.1)
