@@ -1,9 +1,6 @@
 """The command line as a user meets it: help, one-line errors, no tracebacks, download with a fake."""
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,16 +8,11 @@ import requests
 from typer.testing import CliRunner
 
 from unetseg.cli import app
+from helpers import unetseg
 
 runner = CliRunner()
 COMMANDS = ["train", "evaluate", "reproduce", "predict", "export", "synth", "download", "runs", "augment-preview",
             "benchmark"]
-
-
-def unetseg(*args, cwd=None, env=None):
-    """Run the real console entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
 
 
 def test_top_level_help_lists_every_command():

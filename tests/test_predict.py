@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,13 +22,9 @@ from unetseg.predict.engine import Segmenter
 from unetseg.predict.sources import ImageSource, parse_bands, parse_value_range, to_model_range
 from unetseg.predict.vectors import Polygonizer
 from unetseg.runtime import select_runtime
+from helpers import unetseg
 
 UTM = "EPSG:32633"
-
-
-def unetseg(*args):
-    return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ}, timeout=300)
 
 
 def write_tif(path, bands: np.ndarray, crs=UTM, nodata=None, transform=None):

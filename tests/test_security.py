@@ -5,10 +5,6 @@ import json
 import os
 import pickle
 import shutil
-import struct
-import subprocess
-import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +19,7 @@ from unetseg.config import SplitConfig
 from unetseg.data.errors import DataError
 from unetseg.data.split import make_split
 from unetseg.io import output_file
-
-
-def unetseg(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+from helpers import png_header_only, unetseg
 
 
 def one_error(r, expected):
@@ -129,18 +121,9 @@ def test_import_turns_a_torch_save_state_dict_into_a_working_run(tiny_run, image
     one_error(r, "weights.pth: does not fit")
 
 
-def png_header_only(path: Path, width: int, height: int):
-    """A PNG that claims width x height pixels: a decompression bomb's header, a few dozen bytes."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-    return path
-
-
 def test_decompression_bombs_are_refused_with_the_limit_and_how_to_raise_it(tiny_run, image, tmp_path):
-    bomb = png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header_only(100_000, 100_000))
     out = tmp_path / "out"
     r = unetseg("predict", tiny_run, bomb, "--out", out)
     one_error(r, "bomb.png: 100000x100000 = 10,000,000,000 pixels, over the limit of 89,478,485")

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from unetseg.config import PredictConfig  # noqa: E402
 from unetseg.runtime import select_runtime  # noqa: E402
 from unetseg.serve.app import Limits, create_app  # noqa: E402
+from helpers import png_header_only  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("UNETSEG_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
@@ -98,16 +99,6 @@ def test_georeferenced_upload_gets_its_water_area(client):
     body = r.json()
     assert body["crs"] == "EPSG:32633"
     assert body["water_area_m2"] == pytest.approx(body["water_pixels"] * 100.0)
-
-
-def png_header_only(width, height) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("name,data,status,expected", [
