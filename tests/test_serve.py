@@ -216,3 +216,17 @@ def test_web_page_segments_a_real_chip_in_headless_chromium(real_run, real_data)
         server.terminate()
         server.wait(timeout=30)
     assert (ARTIFACTS / "serve_page.png").stat().st_size > 10_000
+
+
+def test_a_chunked_upload_without_length_is_stopped_at_the_limit(client):
+    """No Content-Length (a streamed body): counted while it arrives, refused once over the limit."""
+    def chunks():
+        boundary = b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.png\"\r\n\r\n"
+        yield boundary + b"\x89PNG\r\n\x1a\n"
+        for _ in range(50):
+            yield os.urandom(20_000)  # 1 MB in all, over the 300 kB (+ framing) limit
+        yield b"\r\n--b--\r\n"
+
+    r = client.post("/v1/segment", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and r.json()["detail"] == "upload is over the limit of 300,000 bytes"
+    assert client.get("/health").status_code == 200

@@ -19,9 +19,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse
 from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from ..config import PredictConfig
@@ -93,6 +94,54 @@ def _b64png(img: Image.Image) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes`, from its Content-Length before reading, or
+    while it streams in (chunked uploads have no length), so an oversized body is never spooled whole."""
+
+    def __init__(self, app, max_bytes: int, framing: int = 64 * 1024):
+        self.app, self.max_bytes, self.allowed = app, max_bytes, max_bytes + framing  # multipart headers, boundary
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.allowed:
+            return await self._refuse(send, f"upload of {int(length):,} bytes is over the limit of "
+                                            f"{self.max_bytes:,} bytes")
+        seen, started = 0, False
+
+        async def counting_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.allowed:  # FastAPI passes an HTTPException from here on to its handler
+                    raise _TooLarge(413, f"upload is over the limit of {self.max_bytes:,} bytes")
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge as e:
+            if not started:
+                await self._refuse(send, e.detail)
+
+    @staticmethod
+    async def _refuse(send, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(StarletteHTTPException):
+    """A body over the limit, found while reading it."""
+
+
 def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(), limits: Limits = Limits(),
                log=print) -> FastAPI:
     """The FastAPI app for one run; the model is loaded once here."""
@@ -115,14 +164,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
                   description="Upload an image (PNG, JPEG, TIFF or GeoTIFF); get the water mask, an overlay, "
                               "the water fraction and, for georeferenced images, the water area.")
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        """413 from the Content-Length header, before the body is read."""
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_bytes + 64 * 1024:
-            return JSONResponse({"detail": f"upload of {int(length):,} bytes is over the limit of "
-                                           f"{limits.max_bytes:,} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
