@@ -144,16 +144,21 @@ def _finish_run_info(out: Path, run_info: dict, result: dict, world: World) -> N
     world.barrier()
 
 
+def read_run_info(run_dir: Path) -> dict:
+    """RUN/run.json, or a clear error when RUN is not a run folder."""
+    info_path = Path(run_dir) / "run.json"
+    if not info_path.exists():
+        raise DataError(f"{run_dir}: not a run folder (no run.json; make one with `unetseg train`)")
+    return json.loads(info_path.read_text())
+
+
 def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callable[[str], None] = print,
                  world: World = World()) -> dict:
     """`unetseg train --resume RUN`: go on from RUN/resume.* (the last finished epoch, or where Ctrl-C stopped)
     with the run's own data, split and recipe."""
     from .resume import RESUME_TAG, load_training_state
 
-    info_path = run_dir / "run.json"
-    if not info_path.exists():
-        raise DataError(f"{run_dir}: not a run folder (no run.json; make one with `unetseg train`)")
-    info = json.loads(info_path.read_text())
+    info = read_run_info(run_dir)
     if not (run_dir / f"{RESUME_TAG}.safetensors").exists() and info.get("epochs_run"):
         raise DataError(f"{run_dir}: training finished ({info['epochs_run']} epochs); there is nothing to resume")
     if world.main:
@@ -177,10 +182,7 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
 def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
                  progress: bool = True, tta: str = "none", compile: bool = False) -> dict:
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
-    info_path = run_dir / "run.json"
-    if not info_path.exists():
-        raise DataError(f"{run_dir}: not a run folder (no run.json; make one with `unetseg train`)")
-    info = json.loads(info_path.read_text())
+    info = read_run_info(run_dir)
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
                    split_file=run_dir / "split.json", progress=progress, trained=(run_dir, recipe.model))

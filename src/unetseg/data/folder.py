@@ -88,7 +88,7 @@ def _natural_key(stem: str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", stem)]
 
 
-def _check_not_empty(path: Path) -> None:
+def check_not_empty(path: Path) -> None:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
 
@@ -118,7 +118,7 @@ def open_header(path: Path) -> Image.Image:
 
 
 def _open(path: Path) -> Image.Image:
-    _check_not_empty(path)
+    check_not_empty(path)
     limit = image_pixel_limit()
     try:
         img = open_header(path)
@@ -150,7 +150,7 @@ def to_uint8(a: np.ndarray, max_value: float | None = None) -> np.ndarray:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    _check_not_empty(path)
+    check_not_empty(path)
     try:
         a = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
@@ -165,7 +165,7 @@ def _load_bands(path: Path) -> np.ndarray:
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    _check_not_empty(path)
+    check_not_empty(path)
     try:
         with rasterio.open(path) as src:
             a = src.read()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import DataError, first_line
-from ..data.folder import _open
+from ..data.folder import _open, check_not_empty
 
 PLAIN_EXTS = (".jpg", ".jpeg", ".png")
 RASTER_EXTS = (".tif", ".tiff")
@@ -154,8 +154,7 @@ class RasterSource(Source):
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: empty file (0 bytes)")
+        check_not_empty(path)
         try:
             with warnings.catch_warnings():  # predict says it in its own words (see notes below)
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
