@@ -73,6 +73,7 @@ class Predictor:
         model = maybe_compile(model, cfg.compile, log)
         info = json.loads(info_path.read_text()) if info_path.exists() else {"recipe": ck["recipe"]}
         recipe = Recipe.from_dict(info["recipe"])
+        self.run_info, self.recipe = info, recipe
         self.model_cfg: ModelConfig = recipe.model
         self.image_size = recipe.image_size
         self.class_names = info.get("spec", {}).get("class_names") or ["background", "water"]

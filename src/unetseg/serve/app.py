@@ -150,12 +150,9 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
     model_lock = threading.Lock()
     metrics_path = run_dir / "metrics.json"
     info = {"run": run_dir.name, "model": predictor.model_cfg.name,
-            "parameters": json.loads((run_dir / "run.json").read_text()).get("parameters")
-            if (run_dir / "run.json").exists() else None,
+            "parameters": predictor.run_info.get("parameters"),
             "in_channels": predictor.model_cfg.in_channels, "num_classes": predictor.model_cfg.num_classes,
-            "image_size": predictor.image_size,
-            "recipe": json.loads((run_dir / "best.json").read_text()).get("recipe", {})
-            if (run_dir / "best.json").exists() else {},
+            "image_size": predictor.image_size, "recipe": predictor.recipe.to_dict(),
             "test_metrics": {k: v for k, v in json.loads(metrics_path.read_text()).items()
                              if isinstance(v, (int, float, str))} if metrics_path.exists() else None,
             "scale": predictor.auto_scale, "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}}
