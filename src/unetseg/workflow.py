@@ -13,7 +13,7 @@ from typing import Callable
 from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
 from .data.errors import DataError
-from .data.folder import median_chip_scale, scan_folder
+from .data.folder import Pair, median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluate import SEED_MEAN_IOU, evaluate_run
@@ -59,6 +59,7 @@ class RunData:
     split: dict[str, list[str]]
     messages: list[str]
     spec: DatasetSpec
+    pairs: list[Pair]  # the image/mask files scanned (before --limit)
 
     def part(self, name: str) -> Chips:
         return self.chips.subset(self.split[name])
@@ -89,7 +90,7 @@ def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split
         check_split(split, chips.stems, split_file)
     else:
         split = make_split(chips.stems, split_cfg or SplitConfig())
-    return RunData(chips, split, messages, spec)
+    return RunData(chips, split, messages, spec, scan.pairs)
 
 
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
@@ -120,7 +121,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
     if world.main:
         save_split(out / "split.json", rd.split, split_cfg)
     train_stems = set(rd.split["train"])
-    chip_scale = median_chip_scale([p.image for p in scan_folder(data).pairs if p.stem in train_stems],
+    chip_scale = median_chip_scale([p.image for p in rd.pairs if p.stem in train_stems],
                                    recipe.image_size)
     run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "spec": rd.spec.to_dict(),
                 "skip_bad": skip_bad,
