@@ -60,13 +60,8 @@ def _root_cause(e: BaseException) -> BaseException:
 
 
 def maybe_compile(model: nn.Module, compile: bool, log: Callable[[str], None] = print) -> nn.Module:
-    """The model itself, or wrapped in CompiledModel when `compile` is set and torch.compile exists here."""
-    if not compile:
-        return model
-    if not hasattr(torch, "compile"):
-        log("torch.compile is not available in this PyTorch; running eager")
-        return model
-    return CompiledModel(model, log)
+    """The model itself, or wrapped in CompiledModel when `compile` is set."""
+    return CompiledModel(model, log) if compile else model
 
 
 def warmup_seconds(model: nn.Module) -> float | None:
