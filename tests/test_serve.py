@@ -193,7 +193,7 @@ def test_web_page_segments_a_real_chip_in_headless_chromium(real_run, real_data)
         driver = _browser()
         try:
             driver.get(url)
-            driver.find_element(By.ID, "file").send_keys(str(chip))
+            driver.find_element(By.ID, "file").send_keys(str(chip.resolve()))  # chromedriver wants a canonical path
             wait = WebDriverWait(driver, 120)
             wait.until(lambda d: d.find_element(By.ID, "fraction").get_attribute("data-value"))
             overlay = driver.find_element(By.ID, "overlay")
