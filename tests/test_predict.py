@@ -131,17 +131,31 @@ def test_geotiff_keeps_crs_transform_size_and_polygons_measure_the_mask(real_run
     water = int((mask == 1).sum())
     assert water > 1000
 
-    fc = json.loads((out / "scene_water.geojson").read_text())
-    assert "32633" in fc["crs"]["properties"]["name"]
     import shapely
+    from rasterio.warp import transform_bounds
 
+    # GeoJSON as RFC 7946 wants it: longitude/latitude, no "crs" member, exterior rings counter-clockwise
+    fc = json.loads((out / "scene_water.geojson").read_text())
+    assert "crs" not in fc
     geoms = [shapely.geometry.shape(f["geometry"]) for f in fc["features"]]
+    assert all(shapely.is_ccw(g.exterior) for g in geoms)
+    west, south, east, north = transform_bounds(UTM, "EPSG:4326", *rasterio.transform.array_bounds(*mask.shape,
+                                                                                                  transform))
+    assert all(west - 1e-6 <= g.bounds[0] and g.bounds[2] <= east + 1e-6 and south - 1e-6 <= g.bounds[1]
+               and g.bounds[3] <= north + 1e-6 for g in geoms)
     total = sum(f["properties"]["area_m2"] for f in fc["features"])
-    assert total == pytest.approx(water * 100, rel=0.01)
-    assert sum(g.area for g in geoms) == pytest.approx(water * 100, rel=1e-6)
-    west, south, east, north = rasterio.transform.array_bounds(*mask.shape, transform)
-    assert all(west <= g.bounds[0] and g.bounds[2] <= east and south <= g.bounds[1] and g.bounds[3] <= north
-               for g in geoms)
+    assert total == pytest.approx(water * 100, rel=0.01)  # UTM's scale factor is within 0.1% of 1 here
+
+    # in the raster's CRS on request: pixel-exact polygons
+    out2 = tmp_path / "out2"
+    r = unetseg("predict", real_run, src, "--out", out2, "--scale", "1", "--tile", "96", "--vector-crs", "raster",
+                "-q")
+    assert r.returncode == 0, r.stderr
+    fc2 = json.loads((out2 / "scene_water.geojson").read_text())
+    assert "32633" in fc2["crs"]["properties"]["name"]
+    geoms2 = [shapely.geometry.shape(f["geometry"]) for f in fc2["features"]]
+    assert sum(g.area for g in geoms2) == pytest.approx(water * 100, rel=1e-6)
+    assert [f["properties"]["area_m2"] for f in fc2["features"]] == [f["properties"]["area_m2"] for f in fc["features"]]
 
     row = json.loads((out / "predictions.json").read_text())["inputs"][0]
     assert row["water_pixels"] == water and row["crs"] == UTM and row["nodata_pixels"] == 40 * 60
@@ -271,11 +285,11 @@ def test_tiff_without_crs_still_gives_a_mask_and_pixel_unit_polygons_with_a_warn
 @pytest.mark.parametrize("case,expected", [
     ("corrupt", "corrupt.tif: not a readable TIFF"),
     ("bands", "bands.tif: band 4 out of range (the file has 3 band(s))"),
-    ("single", "single.tif: has 1 band(s) but the model needs 3"),
+    ("single", "single.tif: has 1 colour band(s) but the model needs red, green, blue"),
     ("nodata", "nodata.tif: every pixel is no-data"),
     ("empty", "empty: no images in this folder"),
     ("missing", "missing.png: no such file or folder"),
-    ("text", "notes.txt: unsupported file type '.txt'"),
+    ("text", "notes.txt: unsupported file type '.txt' (not a JPG or PNG, and GDAL cannot read it"),
 ])
 def test_bad_inputs_are_one_clear_line_exit_2_and_write_nothing(tiny_run, tmp_path, case, expected):
     inputs, extra = tmp_path / "in", []
@@ -287,7 +301,7 @@ def test_bad_inputs_are_one_clear_line_exit_2_and_write_nothing(tiny_run, tmp_pa
         target = write_tif(inputs / "bands.tif", np.ones((3, 20, 20), np.uint8))
         extra = ["--bands", "4,3,2"]
     elif case == "single":
-        target = write_tif(inputs / "single.tif", np.ones((1, 20, 20), np.uint8))
+        target = write_tif(inputs / "single.tif", np.ones((1, 20, 20), np.uint16))  # not a grey image
     elif case == "nodata":
         target = write_tif(inputs / "nodata.tif", np.zeros((3, 40, 40), np.uint16), nodata=0)
     elif case == "empty":
@@ -331,7 +345,7 @@ def test_training_records_the_chip_scale_that_predict_uses(tiny_run, synth_data)
     assert info["chip_scale"] == pytest.approx(np.median([32 / np.sqrt(h * w) for h, w in shapes_]), abs=1e-4)
     r = unetseg("predict", tiny_run, synth_data / "Images", "--out", tiny_run.parent / "p", "-q")
     assert r.returncode == 0, r.stderr
-    assert f"scale {info['chip_scale']:.3f} (auto: the run's median training-chip resize factor" in r.stdout
+    assert f"scale auto: {info['chip_scale']:.3f} (the run's median training-chip resize factor" in r.stdout
 
 
 def test_float_reflectance_with_nan_no_data_and_a_geographic_crs_get_geodesic_areas(tiny_run, tmp_path):

@@ -22,6 +22,16 @@ class AugmentConfig:
     jitter_p: float = 0.8
     noise_std: float = 0.0  # Gaussian noise on the [0, 1] image; 0 = off
     blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
+    # for imagery that does not look like the training data (other sensors, renderings, atmospheres)
+    gamma: tuple[float, float] | None = None  # random gamma range, e.g. (0.6, 1.6); None = off
+    gamma_p: float = 0.5
+    channel_gain: float = 0.0  # each channel times 1 +- this (colour balance); 0 = off
+    channel_gain_p: float = 0.5
+    haze: float = 0.0  # blend towards a bright grey-blue veil by up to this fraction; 0 = off
+    haze_p: float = 0.3
+    jpeg: tuple[float, float] | None = None  # JPEG quality range, e.g. (30, 95); None = off
+    jpeg_p: float = 0.3
 
 
 class Augment(torch.nn.Module):
@@ -41,8 +51,16 @@ class Augment(torch.nn.Module):
             photometric.append(K.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p))
         elif cfg.brightness or cfg.contrast:  # any channel count: per-image gain and offset
             photometric.append(_GainOffset(cfg.brightness, cfg.contrast, cfg.jitter_p))
+        if cfg.gamma:
+            photometric.append(K.RandomGamma(gamma=tuple(cfg.gamma), p=cfg.gamma_p))
+        if cfg.channel_gain:
+            photometric.append(_ChannelGain(cfg.channel_gain, cfg.channel_gain_p))
+        if cfg.haze:
+            photometric.append(_Haze(cfg.haze, cfg.haze_p))
         if cfg.blur_p:
-            photometric.append(K.RandomGaussianBlur((3, 3), (0.1, 1.0), p=cfg.blur_p))
+            photometric.append(K.RandomGaussianBlur((5, 5), tuple(cfg.blur_sigma), p=cfg.blur_p))
+        if cfg.jpeg and channels == 3:
+            photometric.append(K.RandomJPEG(jpeg_quality=tuple(cfg.jpeg), p=cfg.jpeg_p))
         if cfg.noise_std:
             photometric.append(K.RandomGaussianNoise(std=cfg.noise_std, p=0.5))
         self.geometric = K.AugmentationSequential(
@@ -71,6 +89,38 @@ class _ResizedCrop(K.RandomResizedCrop):
         self.flags["size"] = self.size
         self._param_generator.output_size = self.size
         return super().forward(input, params=params, **kwargs)
+
+
+class _ChannelGain(torch.nn.Module):
+    """Each channel of each image times its own factor in [1 - amount, 1 + amount]: another sensor's or
+    another rendering's colour balance."""
+
+    def __init__(self, amount: float, p: float):
+        super().__init__()
+        self.amount, self.p = amount, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        on = (torch.rand(n, 1, 1, 1, device=x.device) < self.p).float()
+        gain = 1 + (torch.rand(n, c, 1, 1, device=x.device) * 2 - 1) * self.amount * on
+        return x * gain
+
+
+class _Haze(torch.nn.Module):
+    """A veil of thin cloud or haze: each image blended towards a bright, slightly blue grey by up to `amount`."""
+
+    def __init__(self, amount: float, p: float):
+        super().__init__()
+        self.amount, self.p = amount, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        on = (torch.rand(n, 1, 1, 1, device=x.device) < self.p).float()
+        t = torch.rand(n, 1, 1, 1, device=x.device) * self.amount * on
+        veil = 0.75 + 0.1 * torch.rand(n, c, 1, 1, device=x.device)
+        if c == 3:
+            veil = veil + torch.tensor([-0.05, 0.0, 0.05], device=x.device).view(1, 3, 1, 1)
+        return x * (1 - t) + veil * t
 
 
 class _GainOffset(torch.nn.Module):

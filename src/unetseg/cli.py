@@ -109,6 +109,11 @@ DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 SkipOpt = typer.Option(False, "--skip-bad", help="Skip unreadable files (listed in run.json) instead of stopping.")
 OverOpt = typer.Option(False, "--overwrite", help="Replace an existing, non-empty output folder.")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+ScenesOpt = typer.Option(None, "--scenes", help="Scenes to cut random training crops from, for recipes that use "
+                         "them (general): a folder with Images/ and Masks/, or a scenes yaml (see docs/scenes.md). "
+                         "Default: $UNETSEG_SCENES or ../shared/data/esw-scenes.")
+GsdOpt = typer.Option(None, "--gsd", help="Metres on the ground per pixel of the data's images, if they share "
+                      "one (else dataset.yaml's gsd). Lets predict --scale auto match each GeoTIFF's resolution.")
 
 
 @app.command()
@@ -125,7 +130,7 @@ def train(
     limit: Optional[int] = typer.Option(None, help="Use only the first N pairs (for quick trials)."),
     encoder_weights: Optional[Path] = EncOpt,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard (needs tensorboard)."),
-    nproc: int = NprocOpt,
+    nproc: int = NprocOpt, gsd: Optional[float] = GsdOpt, scenes: Optional[Path] = ScenesOpt,
 ):
     """Train a U-Net on a folder of images and masks.
 
@@ -146,7 +151,9 @@ def train(
         given = [name for name, value in (("--data", data), ("--epochs", epochs), ("--batch-size", batch_size),
                                           ("--lr", lr), ("--image-size", image_size), ("--model", model),
                                           ("--base-width", base_width), ("--seed", seed), ("--limit", limit),
-                                          ("--encoder-weights", encoder_weights)) if value is not None]
+                                          ("--encoder-weights", encoder_weights), ("--gsd", gsd),
+                                          ("--scenes", scenes))
+                 if value is not None]
         if out is not None and out.resolve() != resume.resolve():
             given.append("--out")
         if given:
@@ -161,7 +168,7 @@ def train(
             resume_train(resume, rt, progress=not quiet, world=world)
         else:
             run_train(data or default_data_dir(), out, r, rt, skip_bad, overwrite, progress=not quiet, limit=limit,
-                      tensorboard=tensorboard, world=world)
+                      tensorboard=tensorboard, world=world, gsd=gsd, scenes=scenes)
     finally:
         shutdown()
 
@@ -169,9 +176,18 @@ def train(
 @app.command()
 @friendly
 def evaluate(
-    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
+    run: Optional[Path] = typer.Argument(None, help="Run folder made by `unetseg train` (left out with --method "
+                                         "ndwi/mndwi)."),
     data: Path = typer.Option(None, "--data", "-d", help="Data folder (default: the one the run was trained on)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint: best or last."),
+    scenes: Optional[Path] = typer.Option(None, "--scenes", help="Score whole scenes instead of the test chips: a "
+                                          "folder with Images/ and Masks/ (or a scenes.yaml), or a scenes yaml "
+                                          "(label conventions, bands, value ranges: docs/scenes.md). Runs predict's "
+                                          "own path: tiling, scale, no-data."),
+    method: str = typer.Option("unet", "--method", help="With --scenes: unet (the run's model), or ndwi/mndwi (a "
+                               "water index with Otsu's threshold, no model; scenes with named bands)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --scenes: folder for metrics.json, "
+                                       "per_scene.csv and a figure per scene (default: RUN/scenes-NAME)."),
     tta: str = TtaOpt, compile: bool = CompileOpt, precision: str = PrecOpt, device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
@@ -180,10 +196,36 @@ def evaluate(
     The mean IoU is the seed's: background and water IoU from one confusion matrix over every test
     pixel at the training size, predictions thresholded at 0.5.
 
-    With --tta the results go to metrics-tta-MODE.json, beside the plain ones.
+    With --tta the results go to metrics-tta-MODE.json, beside the plain ones. With --scenes, whole
+    scenes are scored per scene and pooled; scenes the run trained on are left out (and said so).
 
-    Example: unetseg evaluate runs/seed   or   unetseg evaluate runs/improved --tta d4
+    \b
+    Examples:
+      unetseg evaluate runs/seed
+      unetseg evaluate runs/improved --tta d4
+      unetseg evaluate runs/general --scenes configs/real-scenes.yaml
+      unetseg evaluate --method mndwi --scenes configs/real-scenes.yaml --out runs/mndwi-real
     """
+    if scenes is not None:
+        from .config import PredictConfig
+        from .workflow import run_evaluate_scenes
+
+        cfg = PredictConfig(checkpoint=checkpoint, tta=tta, compile=compile, method=method)
+        cfg.check()
+        if method == "unet" and run is None:
+            raise ValueError("give the run folder to evaluate: unetseg evaluate RUN --scenes DIR")
+        if method != "unet" and out is None:
+            raise ValueError(f"--method {method} has no run folder to write into: give --out DIR")
+        r = run_evaluate_scenes(run if method == "unet" else None, scenes, _runtime(precision, device), cfg, out,
+                                log=lambda m: typer.echo(m))
+        typer.echo(f"{r['scene_set']}: pooled mean IoU {r['pooled_mean_iou']:.4f}, water IoU "
+                   f"{r['pooled_water_iou']:.4f} over {r['scenes']} scene(s); worst {r['worst_scene']}; "
+                   f"written to {r['out']}")
+        return
+    if run is None:
+        raise ValueError("give the run folder to evaluate: unetseg evaluate RUN")
+    if method != "unet":
+        raise ValueError(f"--method {method} needs --scenes (the test chips are RGB: they have no infrared band)")
     from .workflow import run_evaluate
 
     m = run_evaluate(run, _runtime(precision, device), data, checkpoint, progress=not quiet, tta=tta, compile=compile)
@@ -206,7 +248,7 @@ def reproduce(
     image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
     seed: Optional[int] = SeedOpt, precision: str = PrecOpt, device: str = DeviceOpt, skip_bad: bool = SkipOpt,
     overwrite: bool = OverOpt, quiet: bool = QuietOpt, encoder_weights: Optional[Path] = EncOpt,
-    nproc: int = NprocOpt,
+    nproc: int = NprocOpt, gsd: Optional[float] = GsdOpt, scenes: Optional[Path] = ScenesOpt,
 ):
     """The main job: train, evaluate, draw the figures and write OUT/report.md in one command.
 
@@ -225,7 +267,8 @@ def reproduce(
     rt = _runtime(precision, device)
     world = _world(nproc, rt)
     try:
-        run(data, out, r, rt, cmd, desc, skip_bad, overwrite, progress=not quiet, world=world)
+        run(data, out, r, rt, cmd, desc, skip_bad, overwrite, progress=not quiet, world=world, gsd=gsd,
+            scenes=scenes)
     finally:
         shutdown()
 
@@ -233,8 +276,10 @@ def reproduce(
 @app.command()
 @friendly
 def predict(
-    run: Path = typer.Argument(..., help="Run folder made by `unetseg train` (or a .safetensors checkpoint)."),
-    inputs: list[Path] = typer.Argument(..., help="Images (JPG, PNG, TIFF, GeoTIFF) and/or folders of them."),
+    run: Optional[Path] = typer.Argument(None, help="Run folder made by `unetseg train` (or a .safetensors "
+                                         "checkpoint). Left out with --method ndwi/mndwi."),
+    inputs: Optional[list[Path]] = typer.Argument(None, help="Images (JPG, PNG, any raster GDAL reads) and/or "
+                                                  "folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs (created if missing)."),
     tile: int = typer.Option(256, help="Tile size in model pixels (after --scale)."),
     overlap: int = typer.Option(32, help="Pixels shared by neighbouring tiles (model pixels, at most tile/2)."),
@@ -254,32 +299,44 @@ def predict(
                                     "+1000 offset)."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
                                        "images, a second band (percent) in the mask GeoTIFF."),
-    vectors: str = typer.Option("geojson", help="Water polygons for TIFF inputs: geojson, gpkg or none."),
+    vectors: str = typer.Option("geojson", help="Water polygons for raster inputs: geojson, gpkg or none."),
+    vector_crs: str = typer.Option("auto", "--vector-crs", help="CRS of the polygons: wgs84 (longitude/latitude), "
+                                   "raster (the input's CRS), or auto: GeoJSON in wgs84 as RFC 7946 asks, "
+                                   "GeoPackage in the raster's CRS."),
     min_area: float = typer.Option(0.0, "--min-area", help="Drop polygons smaller than this (m2; pixels "
                                    "without a CRS)."),
     simplify: float = typer.Option(0.0, help="Simplify polygons with this tolerance (CRS units)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
     engine: str = typer.Option("torch", help="torch, or onnxruntime (runs RUN/best.onnx from `unetseg export`)."),
     compile: bool = CompileOpt,
+    method: str = typer.Option("unet", "--method", help="unet: the run's model. ndwi or mndwi: no model, a water "
+                               "index ((green - nir) / (green + nir), or swir1 for mndwi) thresholded by Otsu's "
+                               "method; needs rasters with those bands named (or --bands GREEN,NIR)."),
+    gsd: Optional[float] = typer.Option(None, "--gsd", help="Metres per pixel of inputs without georeferencing "
+                                        "(plain images), so that --scale auto can match them to the model."),
     precision: str = PrecOpt, device: str = DeviceOpt, overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace outputs that already exist."), quiet: bool = QuietOpt,
 ):
     """Segment images of any size and GeoTIFF scenes with a trained run.
 
     Plain images (JPG, PNG) give OUT/NAME_mask.png (water white), NAME_overlay.png and, with
-    --probabilities, NAME_probability.png. TIFFs and GeoTIFFs are read and written window by window
-    (memory stays flat whatever their size) and give OUT/NAME_mask.tif (same CRS, transform and size;
-    0 land, 1 water, 255 no-data; tiled and compressed) and NAME_water.geojson with one polygon per
-    water body and its area in m2. OUT/predictions.csv and .json get a row per input: water fraction,
-    water area, polygons, tiles and seconds.
+    --probabilities, NAME_probability.png. Rasters (GeoTIFF, COG, VRT, JPEG 2000: anything GDAL reads)
+    are read and written window by window (memory stays flat whatever their size) and give
+    OUT/NAME_mask.tif, a Cloud-Optimized GeoTIFF with the input's CRS, transform and size (0 land,
+    1 water, 255 no-data), and NAME_water.geojson (RFC 7946: longitude/latitude) with one polygon per
+    water body and its true ground area in m2. OUT/predictions.csv and .json get a row per input: water
+    fraction, water area, polygons, the scale used, tiles and seconds.
 
-    Large inputs are cut into overlapping tiles that are blended with a cosine window, so there are
-    no seams. See docs/predict.md for how the scale is chosen and how to prepare Sentinel-2 scenes.
+    Bands are picked by their names (red, green, blue; Sentinel-2's B04, B03, B02), alpha bands and
+    no-data values mask pixels out, and large inputs are cut into overlapping tiles blended with a
+    cosine window, so there are no seams. See docs/predict.md for scale, bands, areas and a
+    Sentinel-2 recipe.
 
     \b
     Examples:
       unetseg predict runs/improved photo.jpg --out predictions
-      unetseg predict runs/improved S2_scene.tif --bands 4,3,2 --out scene --vectors gpkg --min-area 1000
+      unetseg predict runs/improved S2_L2A.tif --value-range 1000,5000 --out scene --vectors gpkg --min-area 1000
+      unetseg predict --method mndwi S2_L2A.tif --value-range 1000,5000 --out scene-mndwi
     """
     from .config import PredictConfig
     from .predict.run import predict as run_predict
@@ -292,8 +349,17 @@ def predict(
     cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=scale_value,
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
-                        min_area=min_area, simplify=simplify, checkpoint=checkpoint, engine=engine, compile=compile)
-    run_predict(run, inputs, out, cfg, _runtime(precision, device), overwrite, progress=not quiet,
+                        vector_crs=vector_crs, min_area=min_area, simplify=simplify, checkpoint=checkpoint,
+                        engine=engine, compile=compile, method=method, gsd=gsd)
+    cfg.check()  # every option, and the device, before any file is looked at
+    if method != "unet":  # no run: every argument is an input
+        run, inputs = None, [p for p in [run, *(inputs or [])] if p is not None]
+    elif run is None or not inputs:
+        raise ValueError("give a run folder and at least one input: unetseg predict RUN INPUT... --out DIR")
+    if not inputs:
+        raise ValueError("give at least one input: unetseg predict --method ndwi INPUT... --out DIR")
+    rt = _runtime(precision, device)
+    run_predict(run, inputs, out, cfg, rt, overwrite, progress=not quiet,
                 log=lambda m: typer.echo(m, err=m.startswith("error:")))
 
 

@@ -16,6 +16,7 @@ from .figures import plot_confusion, plot_histogram, plot_predictions
 from .infer import predict_chips, to_classes
 from .io import write_text_atomic
 from .metrics import ConfusionAccumulator, distribution, per_image_iou, scores_from_confusion
+from .data.errors import DataError
 from .runtime import Runtime
 
 SEED_MEAN_IOU = 0.748  # SEED.md: the Keras reference's test mean IoU
@@ -78,4 +79,71 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     plot_confusion(np.array(scores["confusion_matrix"]), list(scores["per_class_iou"]),
                    run_dir / f"confusion_matrix{suffix}.png")
     write_text_atomic(run_dir / f"metrics{suffix}.json", json.dumps(result, indent=1))
+    return result
+
+
+def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = frozenset(),
+                    log: Callable[[str], None] = print) -> dict:
+    """Score a predictor on whole scenes through predict's own path (bands, value range, scale, tiling,
+    no-data), against each scene's label raster: per scene and pooled (one confusion matrix over every scored
+    pixel of every scene). Writes OUT/metrics.json, per_scene.csv and one figure per scene.
+
+    Scenes named in `skip` (the ones the run trained on) are left out, and said so."""
+    import torch
+
+    from .data.scenes import read_label
+    from .figures import plot_scene
+    from .io import write_csv_atomic
+    from .predict.areas import PixelAreas
+
+    pooled = ConfusionAccumulator(2)
+    rows = []
+    left_out = [s.name for s in scene_set.scenes if s.name in skip]
+    if left_out:
+        log(f"{len(left_out)} scene(s) left out: the run trained on them ({', '.join(left_out[:4])}"
+            f"{', ...' if len(left_out) > 4 else ''})")
+    for scene in (s for s in scene_set.scenes if s.name not in skip):
+        source = predictor.open(scene.image, list(scene.bands) if scene.bands else None,
+                                scene.value_range if scene.value_range != "auto" else None)
+        try:
+            ground = PixelAreas(source.height, source.width, source.transform, source.crs)
+            scale, how = predictor.scale_for(source, ground.ground_resolution or scene.gsd)
+            t0 = time.perf_counter()
+            keep, stats, counts = predictor.collect(source, scale)
+            seconds = time.perf_counter() - t0
+            image = source.pixels if hasattr(source, "pixels") else \
+                source.to_uint8(source.read(0, 0, source.height, source.width)[0])
+        finally:
+            source.close()
+        truth, scored = read_label(scene, keep.classes.shape)
+        scored &= keep.valid
+        pred = (keep.classes == predictor.water) & keep.valid
+        acc = ConfusionAccumulator(2)
+        for a in (acc, pooled):
+            a.update(torch.from_numpy(pred[scored]), torch.from_numpy(truth[scored]))
+        s = scores_from_confusion(acc.matrix(), ["background", "water"])
+        rows.append({"scene": scene.name, "mean_iou": round(s["mean_iou"], 4),
+                     "water_iou": round(s.get("water_iou", float("nan")), 4),
+                     "true_water": round(float(truth[scored].mean()) if scored.any() else 0.0, 4),
+                     "predicted_water": round(float(pred[scored].mean()) if scored.any() else 0.0, 4),
+                     "scored_pixels": int(scored.sum()), "scale": round(scale[0], 4), "scale_from": how,
+                     "seconds": round(seconds, 2), "confusion_matrix": acc.matrix().tolist()})
+        plot_scene(image if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, -1), truth, pred, scored,
+                   f"{scene.name}: water IoU {rows[-1]['water_iou']:.3f}, mean IoU {rows[-1]['mean_iou']:.3f}",
+                   out_dir / f"{scene.name}.png")
+        log(f"{scene.name}: water IoU {rows[-1]['water_iou']:.3f}  mean IoU {rows[-1]['mean_iou']:.3f}  "
+            f"(water {100 * rows[-1]['true_water']:.1f}% true, {100 * rows[-1]['predicted_water']:.1f}% predicted; "
+            f"scale {scale[0]:.3g})")
+    if not rows:
+        raise DataError(f"{scene_set.root}: no scene left to evaluate")
+    total = scores_from_confusion(pooled.matrix(), ["background", "water"])
+    result = {"scene_set": scene_set.name, "root": str(scene_set.root), "scenes": len(rows), "left_out": left_out,
+              "pooled_mean_iou": round(total["mean_iou"], 4), "pooled_water_iou": round(total["water_iou"], 4),
+              "mean_of_scene_mean_iou": round(float(np.mean([r["mean_iou"] for r in rows])), 4),
+              "worst_scene": min(rows, key=lambda r: r["mean_iou"])["scene"],
+              "confusion_matrix": pooled.matrix().tolist(), "per_scene": rows}
+    fields = ["scene", "mean_iou", "water_iou", "true_water", "predicted_water", "scored_pixels", "scale", "scale_from",
+              "seconds"]
+    write_csv_atomic(out_dir / "per_scene.csv", fields, rows, extrasaction="ignore", lineterminator="\n")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(result, indent=1))
     return result

@@ -81,3 +81,40 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path) -> None:
     ax.set(xticks=range(len(names)), yticks=range(len(names)), xticklabels=names, yticklabels=names,
            xlabel="predicted", ylabel="true", title="Test confusion matrix (pixels)")
     save_figure(fig, path)
+
+
+ERROR_COLOURS = {"tn": (25, 25, 25), "tp": (40, 120, 255), "fp": (230, 40, 40), "fn": (255, 170, 0),
+                 "unscored": (128, 128, 128)}
+
+
+def error_map(pred: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: water found (blue), land (near black), false water (red), missed water (orange),
+    not scored (grey)."""
+    out = np.empty(pred.shape + (3,), np.uint8)
+    for key, where in (("tn", ~pred & ~truth), ("tp", pred & truth), ("fp", pred & ~truth), ("fn", ~pred & truth),
+                       ("unscored", ~scored)):
+        out[where] = ERROR_COLOURS[key]
+    return out
+
+
+def plot_scene(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, scored: np.ndarray, title: str,
+               path: Path, max_side: int = 700) -> None:
+    """Image | truth | prediction | errors (false water red, missed water orange), shrunk to max_side."""
+    step = max(1, int(np.ceil(max(image.shape[:2]) / max_side)))
+    image, truth, pred, scored = image[::step, ::step], truth[::step, ::step], pred[::step, ::step], scored[::step,
+                                                                                                         ::step]
+    grey = np.where(scored, 0, 0.5)
+    panels = [(image[..., :3] if image.shape[-1] >= 3 else image[..., 0], "image"),
+              (np.where(truth, 1.0, grey), "true water (grey: not scored)"),
+              (np.where(pred, 1.0, grey), "predicted water"),
+              (error_map(pred, truth, scored), "errors: red false water, orange missed")]
+    h, w = image.shape[:2]
+    fig, axes = plt.subplots(1, 4, figsize=(4 * 3.2, 3.2 * h / w + 0.6))
+    for ax, (data, name) in zip(axes, panels):
+        ax.imshow(data, cmap="gray" if data.ndim == 2 else None, vmin=0, vmax=1 if data.dtype != np.uint8 else 255,
+                  interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

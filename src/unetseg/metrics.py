@@ -7,13 +7,17 @@ import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 
+IGNORE = 255  # a label value left out of every loss and score (pixels of scenes with no label, or no-data)
+
+
 class ConfusionAccumulator:
-    """Accumulates a K x K confusion matrix (rows: truth, columns: prediction) with torchmetrics."""
+    """Accumulates a K x K confusion matrix (rows: truth, columns: prediction) with torchmetrics; truth pixels
+    labelled IGNORE are left out."""
 
     def __init__(self, num_classes: int = 2):
         self.num_classes = num_classes
         # local counts only: under torchrun rank 0 validates alone, and a sync would wait for the others
-        self.metric = MulticlassConfusionMatrix(num_classes=num_classes, sync_on_compute=False)
+        self.metric = MulticlassConfusionMatrix(num_classes=num_classes, ignore_index=IGNORE, sync_on_compute=False)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """pred, target: integer class maps of the same shape."""

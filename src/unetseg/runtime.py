@@ -53,6 +53,10 @@ def select_runtime(precision: str = "auto", device: str = "auto") -> Runtime:
     """`auto`: CUDA with bf16 (or fp16) AMP when a GPU is present; else bf16 if native on this CPU, else fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise ValueError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)

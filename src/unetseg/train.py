@@ -22,7 +22,7 @@ from .config import Recipe
 from .data.cache import Chips
 from .infer import to_input
 from .io import write_csv_atomic
-from .metrics import ConfusionAccumulator, scores_from_confusion
+from .metrics import IGNORE, ConfusionAccumulator, scores_from_confusion
 from .models import build_model, count_parameters
 from .distributed import World
 from .runtime import Runtime
@@ -30,26 +30,39 @@ from .runtime import Runtime
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "seconds", "images_per_s"]
 
 
-def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice over the batch, averaged over the classes (probs, onehot: (N, K, H, W))."""
+def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1.0,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - soft Dice over the batch, averaged over the classes (probs, onehot: (N, K, H, W); weight (N, 1, H, W)
+    leaves pixels out where it is 0)."""
+    if weight is not None:
+        probs, onehot = probs * weight, onehot * weight
     dims = (0, 2, 3)
     inter = (probs * onehot).sum(dims)
     return 1 - ((2 * inter + eps) / (probs.sum(dims) + onehot.sum(dims) + eps)).mean()
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-    """BCE on one logit channel (target (N, H, W) in {0, 1}) or cross-entropy over classes; `+dice` adds soft Dice."""
+    """BCE on one logit channel (target (N, H, W) in {0, 1}) or cross-entropy over classes; `+dice` adds soft Dice.
+    Pixels labelled IGNORE (255) count in neither."""
     logits = logits.float()
+    known = target != IGNORE
+    every = bool(known.all())
     if logits.shape[1] == 1:
-        t = target.float()
-        loss = F.binary_cross_entropy_with_logits(logits[:, 0], t)
+        t = torch.where(known, target, 0).float()
+        if every:
+            loss = F.binary_cross_entropy_with_logits(logits[:, 0], t)
+        else:
+            per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], t, reduction="none")
+            loss = (per_pixel * known).sum() / known.sum().clamp(min=1)
         if kind.endswith("+dice"):
-            loss = loss + soft_dice_loss(torch.sigmoid(logits), t[:, None])
+            loss = loss + soft_dice_loss(torch.sigmoid(logits), t[:, None], weight=None if every else
+                                         known[:, None].float())
         return loss
-    loss = F.cross_entropy(logits, target.long())
+    loss = F.cross_entropy(logits, target.long(), ignore_index=IGNORE)
     if kind.endswith("+dice"):
-        onehot = F.one_hot(target.long(), logits.shape[1]).permute(0, 3, 1, 2).float()
-        loss = loss + soft_dice_loss(torch.softmax(logits, 1), onehot)
+        onehot = F.one_hot(torch.where(known, target, 0).long(), logits.shape[1]).permute(0, 3, 1, 2).float()
+        loss = loss + soft_dice_loss(torch.softmax(logits, 1), onehot,
+                                     weight=None if every else known[:, None].float())
     return loss
 
 
@@ -141,8 +154,12 @@ def epoch_batches(n: int, recipe: Recipe, epoch: int, gen: torch.Generator, worl
 
 def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
           progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None,
-          world: World = World(), resume: dict | None = None) -> dict:
+          world: World = World(), resume: dict | None = None,
+          extra: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None, extra_count: int = 0) -> dict:
     """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir.
+
+    `extra(epoch)` gives `extra_count` more (images, labels) for that epoch (random crops of scenes), mixed
+    with the chips; it must be deterministic in the epoch, so that a resumed run sees the same data.
 
     At the end of every epoch (and on Ctrl-C / SIGTERM, at the next step) the whole training state is saved
     to RUN/resume.*; `resume` (that state, loaded) continues exactly where it stopped. A non-finite loss stops
@@ -171,14 +188,15 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
         net = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     opt = make_optimizer(model, recipe)
     mode = "min" if recipe.monitor == "val_loss" else "max"
-    sched = make_scheduler(opt, recipe, len(epoch_batches(len(train_chips.stems), recipe, 0, torch.Generator(), world)),
-                           mode)
+    n_train = len(train_chips.stems) + (extra_count if extra is not None else 0)
+    sched = make_scheduler(opt, recipe, len(epoch_batches(n_train, recipe, 0, torch.Generator(), world)), mode)
     per_batch = sched is not None and recipe.schedule != "plateau"
     augment = Augment(recipe.augment, recipe.model.in_channels).to(rt.device) if recipe.augment else None
     scaler = torch.amp.GradScaler(enabled=rt.precision == "fp16")
     stopper = EarlyStopper(recipe.early_stopping_patience, mode)
     log(f"model {recipe.model.name}: {count_parameters(model):,} parameters; {rt.describe()}")
-    log(f"train {len(train_chips.stems)} chips, validate {len(val_chips.stems)}, "
+    more = f" + {extra_count} scene crops per epoch" if extra is not None else ""
+    log(f"train {len(train_chips.stems)} chips{more}, validate {len(val_chips.stems)}, "
         f"{recipe.epochs} epochs of batch {recipe.batch_size} at {recipe.image_size} px")
 
     images = torch.from_numpy(np.ascontiguousarray(train_chips.images))
@@ -224,12 +242,17 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             net.train()
             t0 = time.perf_counter() - done_seconds
             epoch_gen = gen.get_state()
-            batches = epoch_batches(len(images), recipe, epoch, gen, world)
+            epoch_images, epoch_masks = images, masks
+            if extra is not None:
+                more_images, more_masks = extra(epoch)
+                epoch_images = torch.cat([images, torch.from_numpy(more_images)])
+                epoch_masks = torch.cat([masks, torch.from_numpy(more_masks)])
+            batches = epoch_batches(len(epoch_images), recipe, epoch, gen, world)
             bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress,
                        leave=False, dynamic_ncols=True, initial=skip)
             for step, idx in enumerate(batches[skip:], start=skip):
-                x = to_input(images[idx], rt.device)
-                y = masks[idx].to(rt.device)
+                x = to_input(epoch_images[idx], rt.device)
+                y = epoch_masks[idx].to(rt.device)
                 if augment is not None:
                     x, y = augment(x, y)
                 with rt.autocast():

@@ -8,7 +8,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
@@ -22,12 +24,64 @@ from .distributed import World
 from .runtime import Runtime, cpu_model
 from .train import train
 
+if TYPE_CHECKING:
+    from .data.scenes import ScenePool
+
 DEFAULT_DATA = Path("../shared/data/water-bodies")
+DEFAULT_SCENES = Path("../shared/data/esw-scenes")
 
 
 def default_data_dir() -> Path:
     """UNETSEG_DATA, or ../shared/data/water-bodies."""
     return Path(os.environ.get("UNETSEG_DATA") or DEFAULT_DATA)
+
+
+def default_scenes_dir() -> Path:
+    """UNETSEG_SCENES, or ../shared/data/esw-scenes: the scenes recipes with scene crops train on."""
+    return Path(os.environ.get("UNETSEG_SCENES") or DEFAULT_SCENES)
+
+
+@dataclasses.dataclass
+class SceneData:
+    """Scenes for training: random crops of the training scenes each epoch, a fixed grid of the others."""
+
+    path: Path
+    split: dict[str, list[str]]
+    train: "ScenePool"
+    val: "ScenePool"
+
+
+def load_scene_data(path: Path, recipe: Recipe, split: dict[str, list[str]] | None = None,
+                    channels: int = 3) -> SceneData:
+    """Read every scene into memory and split them by scene (never by crop), or keep a run's split."""
+    from .data.scenes import ScenePool, load_scene, load_scene_set, split_scenes
+
+    if not recipe.model_gsd:
+        raise ValueError(f"recipe {recipe.name!r} mixes in scene crops but sets no model_gsd (metres per pixel)")
+    scene_set = load_scene_set(path)
+    names = [s.name for s in scene_set.scenes]
+    split = split or split_scenes(names, recipe.scene_val, recipe.split_seed)
+    missing = [n for n in split["train"] + split["val"] if n not in names]
+    if missing:
+        raise DataError(f"{path}: scene {missing[0]!r} of the run's split is not there")
+    if not split["train"] or not split["val"]:
+        raise DataError(f"{path}: {len(names)} scene(s): too few to hold some out for validation")
+    loaded = {s.name: load_scene(s, channels, recipe.scene_gsd) for s in scene_set.scenes
+              if s.name in split["train"] + split["val"]}
+    pool = {part: ScenePool([loaded[n] for n in split[part]], recipe.image_size, recipe.model_gsd,
+                            tuple(recipe.scene_scale) if part == "train" else (1.0, 1.0)) for part in ("train", "val")}
+    return SceneData(Path(path), split, pool["train"], pool["val"])
+
+
+def with_scenes(train: Chips, val: Chips, recipe: Recipe, scenes: SceneData | None):
+    """The validation chips plus a grid of the validation scenes, and the per-epoch crop function (or None)."""
+    if scenes is None:
+        return val, None, 0
+    images, labels = scenes.val.grid()
+    val = Chips(list(val.stems) + [f"scene-crop-{i}" for i in range(len(images))],
+                np.concatenate([np.asarray(val.images), images]), np.concatenate([np.asarray(val.masks), labels]))
+    count = round(recipe.scene_ratio * len(train.stems))
+    return val, (lambda epoch: scenes.train.crops(count, seed=recipe.seed * 100_003 + epoch)), count
 
 
 def resolve_data(data: Path | None, out: Path) -> tuple[Path, str]:
@@ -95,8 +149,13 @@ def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split
 
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
               progress: bool = True, log: Callable[[str], None] = print, limit: int | None = None,
-              tensorboard: bool = False, world: World = World()) -> dict:
+              tensorboard: bool = False, world: World = World(), gsd: float | None = None,
+              scenes: Path | None = None) -> dict:
     """`unetseg train`: a run folder with split.json, run.json, checkpoints, history.csv and curves.png.
+
+    `gsd` (metres per image pixel; else dataset.yaml's) gives the ground size of a model pixel, which
+    predict's --scale auto matches to each georeferenced input's resolution. Recipes with scene crops
+    (scene_ratio > 0) also read `scenes` (default: UNETSEG_SCENES or ../shared/data/esw-scenes).
 
     Under torchrun every process loads the data and trains its share; rank 0 alone writes the run folder.
     """
@@ -110,7 +169,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
         prepare_out_dir(out, overwrite)
     world.barrier()
     log = log if world.main else (lambda m: None)
-    split_cfg = SplitConfig(seed=recipe.seed)
+    split_cfg = SplitConfig(seed=recipe.split_seed)
     rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress and world.main,
                    limit=limit, split_cfg=split_cfg)
     for m in rd.messages:
@@ -123,16 +182,30 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
     train_stems = set(rd.split["train"])
     chip_scale = median_chip_scale([p.image for p in rd.pairs if p.stem in train_stems],
                                    recipe.image_size)
+    if gsd is not None and not gsd > 0:
+        raise ValueError(f"--gsd {gsd}: must be a positive number of metres")
+    gsd = gsd or rd.spec.gsd
     run_info = {"data": str(Path(data).resolve()), "recipe": recipe.to_dict(), "spec": rd.spec.to_dict(),
                 "skip_bad": skip_bad,
                 "bad_files": rd.chips.bad, "data_notes": rd.messages, "cpu": cpu_model(), "runtime": rt.describe(),
                 "counts": {k: len(v) for k, v in rd.split.items()}, "limit": limit,
                 "chip_scale": round(chip_scale, 4),  # predict --scale auto: the median training resize factor
+                "model_gsd": round(gsd / chip_scale, 4) if gsd else None,  # metres per model pixel
                 "processes": world.size}
+    scene_data = None
+    if recipe.scene_ratio > 0:
+        scene_data = load_scene_data(scenes or default_scenes_dir(), recipe, channels=len(rd.spec.channels))
+        run_info["scenes"] = {"data": str(scene_data.path.resolve()), **scene_data.split}
+        run_info["model_gsd"] = recipe.model_gsd
+        log(f"scenes: {len(scene_data.split['train'])} for training, {len(scene_data.split['val'])} for validation "
+            f"({scene_data.path})")
+    train_chips = rd.part("train")
+    val, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
     if world.main:
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
-    result = train(rd.part("train"), rd.part("val"), recipe, out, rt, progress=progress, log=log,
-                   tensorboard_dir=out / "tensorboard" if tensorboard else None, world=world)
+    result = train(train_chips, val, recipe, out, rt, progress=progress, log=log,
+                   tensorboard_dir=out / "tensorboard" if tensorboard else None, world=world, extra=extra,
+                   extra_count=count)
     _finish_run_info(out, run_info, result, world)
     return result
 
@@ -173,9 +246,15 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
     rd = load_data(Path(info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
                    split_file=run_dir / "split.json", progress=progress and world.main, limit=info.get("limit"),
                    trained=(run_dir, recipe.model))
-    result = train(rd.part("train"), rd.part("val"), recipe, run_dir, rt, progress=progress, log=log, world=world,
+    scene_data = None
+    if info.get("scenes"):
+        scene_data = load_scene_data(Path(info["scenes"]["data"]), recipe,
+                                     {k: info["scenes"][k] for k in ("train", "val")}, len(rd.spec.channels))
+    train_chips = rd.part("train")
+    val, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
+    result = train(train_chips, val, recipe, run_dir, rt, progress=progress, log=log, world=world,
                    tensorboard_dir=run_dir / "tensorboard" if (run_dir / "tensorboard").is_dir() else None,
-                   resume=state)
+                   resume=state, extra=extra, extra_count=count)
     _finish_run_info(run_dir, info, result, world)
     return result
 
@@ -189,6 +268,29 @@ def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoin
                    split_file=run_dir / "split.json", progress=progress, trained=(run_dir, recipe.model))
     return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
                         compile=compile)
+
+
+def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, out: Path | None = None,
+                        log: Callable[[str], None] = print) -> dict:
+    """`unetseg evaluate [RUN] --scenes DIR`: whole scenes through predict's path, scored per scene and pooled.
+    Scenes of the same folder that the run trained on are left out."""
+    from .data.scenes import load_scene_set
+    from .evaluate import evaluate_scenes
+    from .predict.run import Predictor
+
+    if run_dir is not None:
+        read_run_info(run_dir)
+    scene_set = load_scene_set(scenes)
+    predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
+    skip: frozenset[str] = frozenset()
+    trained = predictor.run_info.get("scenes") if run_dir is not None else None
+    if trained and Path(trained["data"]).resolve() == scene_set.root.resolve():
+        skip = frozenset(trained["train"])
+    suffix = "" if cfg.method == "unet" else f"-{cfg.method}"
+    out = Path(out) if out is not None else Path(run_dir) / f"scenes-{scene_set.name}{suffix}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = evaluate_scenes(predictor, scene_set, out, skip, log)
+    return {**result, "out": str(out)}
 
 
 def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> Path:
@@ -225,10 +327,11 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
 
 def reproduce(data: Path, out: Path, recipe: Recipe, rt: Runtime, command: str, data_desc: str,
               skip_bad: bool = False, overwrite: bool = False, progress: bool = True,
-              log: Callable[[str], None] = print, world: World = World()) -> dict | None:
+              log: Callable[[str], None] = print, world: World = World(), gsd: float | None = None,
+              scenes: Path | None = None) -> dict | None:
     """Train, evaluate, draw and report in one go (under torchrun: all train, rank 0 evaluates and reports)."""
     t0 = time.perf_counter()
-    run_train(data, out, recipe, rt, skip_bad, overwrite, progress, log, world=world)
+    run_train(data, out, recipe, rt, skip_bad, overwrite, progress, log, world=world, gsd=gsd, scenes=scenes)
     if not world.main:
         return None
     metrics = run_evaluate(out, rt, progress=progress)

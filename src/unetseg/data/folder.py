@@ -69,11 +69,11 @@ def scan_folder(root: str | Path) -> Scan:
         raise DataError(f"{root}: not a folder")
     images = _listing(_find_subdir(root, "Images"))
     masks = _listing(_find_subdir(root, "Masks"))
-    stems = sorted(images.keys() & masks.keys(), key=_natural_key)
+    stems = sorted(images.keys() & masks.keys(), key=natural_key)
     scan = Scan(
         pairs=[Pair(s, images[s], masks[s]) for s in stems],
-        images_only=sorted(images.keys() - masks.keys(), key=_natural_key),
-        masks_only=sorted(masks.keys() - images.keys(), key=_natural_key),
+        images_only=sorted(images.keys() - masks.keys(), key=natural_key),
+        masks_only=sorted(masks.keys() - images.keys(), key=natural_key),
     )
     if not scan.pairs:
         raise DataError(
@@ -83,7 +83,7 @@ def scan_folder(root: str | Path) -> Scan:
     return scan
 
 
-def _natural_key(stem: str) -> list:
+def natural_key(stem: str) -> list:
     """water_body_2 before water_body_10."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", stem)]
 
@@ -117,7 +117,7 @@ def open_header(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = previous
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
     check_not_empty(path)
     limit = image_pixel_limit()
     try:
@@ -183,7 +183,7 @@ def read_image(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray,
         a = _load_npy(path) if path.suffix.lower() == ".npy" else _load_bands(path)
         a = a[..., None] if a.ndim == 2 else a
     else:
-        img = _open(path)
+        img = open_image(path)
         if img.mode in HIGH_DEPTH_MODES:
             a = np.repeat(np.asarray(img)[..., None], 3, axis=2)
             note = f"{path.name}: {img.mode} converted to 8-bit RGB"
@@ -202,7 +202,7 @@ def read_mask(path: Path, spec: DatasetSpec | None = None) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         raw = _load_npy(path)
     else:
-        img = _open(path)
+        img = open_image(path)
         if img.mode in HIGH_DEPTH_MODES:
             raw = to_uint8(np.asarray(img)) if spec.binary else np.asarray(img)
         elif not spec.binary and spec.classes[0].value is not None and img.mode in ("L", "P"):

@@ -9,6 +9,7 @@ Without one, a dataset is the seed's: RGB images, water where the grey mask is a
       - {name: water, color: [0, 0, 255]}
       - {name: vegetation, value: 2}      # or a grey/palette index value
     color_tolerance: 0                    # max per-channel difference for a colour to match
+    gsd: 10                               # metres on the ground per image pixel, if known (predict --scale auto)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class DatasetSpec:
     threshold: int = 128
     max_value: float | None = None
     color_tolerance: int = 0
+    gsd: float | None = None  # metres per image pixel, when the images share one ground resolution
 
     @property
     def binary(self) -> bool:
@@ -64,7 +66,8 @@ class DatasetSpec:
                         for c in d.get("classes") or ())
         return cls(channels=tuple(d.get("channels") or ("red", "green", "blue")), classes=classes,
                    threshold=int(d.get("threshold", 128)), max_value=d.get("max_value"),
-                   color_tolerance=int(d.get("color_tolerance", 0)))
+                   color_tolerance=int(d.get("color_tolerance", 0)),
+                   gsd=float(d["gsd"]) if d.get("gsd") is not None else None)
 
 
 def load_spec(root: Path, threshold: int = 128) -> DatasetSpec:
@@ -82,6 +85,8 @@ def load_spec(root: Path, threshold: int = 128) -> DatasetSpec:
     for c in spec.classes:
         if (c.value is None) == (c.color is None):
             raise DataError(f"{path}: class {c.name!r} needs exactly one of 'value' or 'color'")
+    if spec.gsd is not None and not spec.gsd > 0:
+        raise DataError(f"{path}: gsd (metres per pixel) must be a positive number")
     if len(spec.classes) == 1:
         raise DataError(f"{path}: a dataset needs at least two classes")
     return spec

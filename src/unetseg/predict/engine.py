@@ -27,7 +27,7 @@ from ..data.folder import resize_to
 from ..infer import predict_probs, to_input
 from ..runtime import Runtime
 from .sources import Source
-from .tiling import Axis, RowBlender, axis_windows
+from .tiling import Axis, RowBlender, axis_windows, fill_from_nearest
 
 # on_rows(first row, (C, n, W) float32 probabilities, (n, W) bool valid)
 RowSink = Callable[[int, np.ndarray, np.ndarray], None]
@@ -65,18 +65,20 @@ class Stats:
     model_seconds: float = 0.0
 
 
-def _read_tiles(source: Source, grid: Grid) -> Iterator[tuple[int, int, int, np.ndarray | None, np.ndarray]]:
-    """(row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask)."""
+def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)
+                ) -> Iterator[tuple[int, int, int, np.ndarray | None, np.ndarray]]:
+    """(row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask);
+    the grid's windows are relative to `origin` (row, column) in the source."""
     mh, mw = grid.model_shape
     for r, y0 in enumerate(grid.rows.starts):
         for c, x0 in enumerate(grid.cols.starts):
-            raw, valid = source.read(y0, x0, grid.rows.size, grid.cols.size)
+            raw, valid = source.read(origin[0] + y0, origin[1] + x0, grid.rows.size, grid.cols.size)
             if not valid.any():
                 yield r, x0, c, None, valid
                 continue
             pixels = source.to_uint8(resize_to(raw, mh, mw))  # resize first: scaling touches fewer pixels
             if not valid.all():
-                pixels = np.where(resize_to(valid, mh, mw)[..., None], pixels, 0).astype(np.uint8)
+                pixels = fill_from_nearest(pixels, resize_to(valid, mh, mw))
             yield r, x0, c, pixels, valid
 
 
@@ -99,11 +101,20 @@ class Segmenter:
         return probs.float().cpu()
 
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
-        grid = make_grid(source.height, source.width, scale, self.tile, self.overlap, self.blend)
-        blender = RowBlender(grid.rows, source.width, self.channels)
-        stats, t0 = Stats(tiles=len(grid)), time.perf_counter()
+        """Every row of the source goes to the sink, top to bottom. The tiles cover the window of valid pixels
+        only (rows and columns outside it are no-data and handed over as such)."""
+        t0 = time.perf_counter()
+        window = source.valid_window()
+        if window is None:
+            self._empty(sink, 0, source.height, source.width)
+            return Stats(seconds=time.perf_counter() - t0)
+        wy, wx, wh, ww = window
+        grid = make_grid(wh, ww, scale, self.tile, self.overlap, self.blend)
+        blender = RowBlender(grid.rows, ww, self.channels)
+        stats = Stats(tiles=len(grid))
         native = (grid.rows.size, grid.cols.size)
         batch: list = []
+        self._empty(sink, 0, wy, source.width)
 
         def flush():
             tm = time.perf_counter()
@@ -121,10 +132,14 @@ class Segmenter:
             batch.clear()
 
         def emit():
-            sink(*blender.finish_row())
+            y0, probs, valid = blender.finish_row()
+            if ww < source.width:  # back to the source's full width
+                pad = ((0, 0), (wx, source.width - wx - ww))
+                probs, valid = np.pad(probs, ((0, 0),) + pad), np.pad(valid, pad)
+            sink(wy + y0, probs, valid)
 
         with tqdm(total=len(grid), desc=source.path.name, unit="tile", disable=not progress, leave=False) as bar:
-            for item in _read_tiles(source, grid):
+            for item in _read_tiles(source, grid, (wy, wx)):
                 if item[3] is not None:  # tiles that are all no-data add nothing
                     batch.append(item)
                     if len(batch) >= self.batch_size:
@@ -134,5 +149,12 @@ class Segmenter:
                 flush()
             while blender.row < len(grid.rows.starts):
                 emit()
+        self._empty(sink, wy + wh, source.height, source.width)
         stats.seconds = time.perf_counter() - t0
         return stats
+
+    def _empty(self, sink: RowSink, y0: int, y1: int, width: int, rows: int = 256) -> None:
+        """Rows y0..y1 as no-data, in bands of `rows`."""
+        for y in range(y0, y1, rows):
+            n = min(rows, y1 - y)
+            sink(y, np.zeros((self.channels, n, width), np.float32), np.zeros((n, width), bool))

@@ -51,20 +51,22 @@ class Counts:
 
 
 class GeoTiffWriter:
-    """A tiled, deflate-compressed uint8 GeoTIFF with the input's size, CRS and transform.
+    """A tiled uint8 GeoTIFF with the input's size, CRS and transform, written band of rows by band of rows.
 
     Band 1: class (0 land, 1 water; class index for multi-class models); band 2 (optional): probability in
-    percent. No-data is 255 in both.
+    percent. No-data is 255 in both. Uncompressed unless `compress`: predict writes this as an intermediate
+    and `to_cog` compresses it once (deflating it here too cost 1.2 s per 10980^2 scene).
     """
 
     def __init__(self, path: Path, height: int, width: int, crs: Any, transform: Any, probability: bool,
-                 tags: dict[str, str]):
+                 tags: dict[str, str], compress: str | None = None):
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
 
         profile = dict(driver="GTiff", height=height, width=width, count=2 if probability else 1, dtype="uint8",
-                       nodata=NODATA, compress="deflate", tiled=True, blockxsize=512, blockysize=512,
-                       BIGTIFF="IF_SAFER")
+                       nodata=NODATA, tiled=True, blockxsize=512, blockysize=512, BIGTIFF="IF_SAFER")
+        if compress:
+            profile["compress"] = compress
         if crs is not None:
             profile["crs"] = crs
         if transform is not None:
@@ -89,6 +91,21 @@ class GeoTiffWriter:
 
     def close(self) -> None:
         self.ds.close()
+
+
+def to_cog(src: Path, dst: Path) -> None:
+    """Copy a tiled GeoTIFF to a Cloud-Optimized GeoTIFF: 512 px tiles, deflate (level 1: 0.9 s instead of
+    2.8 s per 10980^2 mask, 40% larger), overviews by nearest neighbour (classes are never averaged), the same
+    CRS, transform, no-data, tags and band names."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.shutil import copy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(src) as ds:
+            copy(ds, dst, driver="COG", COMPRESS="DEFLATE", LEVEL=1, BLOCKSIZE=512, OVERVIEW_RESAMPLING="NEAREST",
+                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
 
 
 class ArrayCollector:

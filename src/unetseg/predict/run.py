@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
@@ -17,14 +18,17 @@ from ..io import atomic_path, check_new_file, output_file, write_csv_atomic, wri
 from ..runtime import Runtime
 from ..compiled import maybe_compile, warmup_seconds
 from .engine import Segmenter, Stats
-from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png, overlay_png, probability_png
-from .sources import RasterSource, Source, collect_inputs, open_source
-from .vectors import SUFFIXES, Polygonizer, VectorWriter, areas, to_crs_coordinates
+from .areas import PixelAreas, measure_polygons
+from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png, overlay_png, probability_png, \
+    to_cog
+from .sources import RasterSource, Source, collect_inputs, is_raster, open_source
+from .vectors import SUFFIXES, Polygonizer, VectorWriter
 
 GDAL_CACHE_MB = 64
-SUMMARY_FIELDS = ["input", "kind", "width", "height", "crs", "scale", "tiles", "seconds", "tiles_per_s",
-                  "valid_pixels", "nodata_pixels", "water_pixels", "water_fraction", "water_area", "area_unit",
-                  "polygons", "outputs", "error"]
+SUMMARY_FIELDS = ["input", "kind", "width", "height", "crs", "ground_resolution_m", "scale", "scale_from", "tiles",
+                  "seconds", "tiles_per_s", "valid_pixels", "nodata_pixels", "water_pixels", "water_fraction",
+                  "water_area", "area_unit", "polygons", "outputs", "error"]
+MAX_SCALE, MIN_SCALE = 16.0, 0.01
 
 
 def training_scale(run_dir: Path, info: dict, image_size: int) -> tuple[float, str]:
@@ -40,16 +44,31 @@ def training_scale(run_dir: Path, info: dict, image_size: int) -> tuple[float, s
     return 1.0, "1.0: the run records no training scale and its data is not here"
 
 
-def _scale_for(cfg: PredictConfig, source: Source, image_size: int, auto: float) -> tuple[float, float]:
+def choose_scale(cfg: PredictConfig, source: Source, image_size: int, auto: float, model_gsd: float | None,
+                 ground_resolution: float | None) -> tuple[tuple[float, float], str]:
+    """Model pixels per input pixel (rows, columns), and where the factor came from, in words.
+
+    --scale auto: the input's ground resolution over the run's model-pixel ground size when both are known
+    (a 300 m Landsat pixel is 30 times a 10 m Sentinel-2 one), else the run's median training-chip factor.
+    """
     if cfg.scale == "fit":
-        return image_size / source.height, image_size / source.width
-    s = auto if cfg.scale == "auto" else float(cfg.scale)
-    return s, s
+        return (image_size / source.height, image_size / source.width), "fit: the whole image to the training size"
+    if cfg.scale != "auto":
+        return (float(cfg.scale), float(cfg.scale)), "--scale"
+    if model_gsd and ground_resolution:
+        s = ground_resolution / model_gsd
+        how = f"ground: {ground_resolution:.4g} m per pixel / the model's {model_gsd:.4g} m"
+        if not MIN_SCALE <= s <= MAX_SCALE:
+            s = min(max(s, MIN_SCALE), MAX_SCALE)
+            how += f", limited to {s:g}"
+        return (s, s), how
+    return (auto, auto), "the run's training-chip factor" + (" (the input has no ground resolution)" if model_gsd
+                                                              else "")
 
 
 def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
     """Where each output of one input goes: OUT/<stem>_mask.tif and _water.geojson, or _mask.png and friends."""
-    if file.suffix.lower() in (".tif", ".tiff"):
+    if is_raster(file):
         names = {"mask": "_mask.tif", "vectors": f"_water{SUFFIXES[cfg.vectors]}" if cfg.vectors != "none" else ""}
     else:
         names = {"mask": "_mask.png", "overlay": "_overlay.png", "probability": "_probability.png" if cfg.probabilities
@@ -58,11 +77,16 @@ def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
 
 
 class Predictor:
-    """A loaded run and the settings; `one` segments a file and returns its summary row."""
+    """A loaded run (or a water index: cfg.method ndwi/mndwi) and the settings; `one` segments a file and
+    returns its summary row."""
 
-    def __init__(self, run_dir: Path, cfg: PredictConfig, rt: Runtime, progress: bool = True,
+    def __init__(self, run_dir: Path | None, cfg: PredictConfig, rt: Runtime, progress: bool = True,
                  log: Callable[[str], None] = print):
         cfg.check()
+        self.cfg, self.rt, self.progress, self.log = cfg, rt, progress, log
+        if cfg.method != "unet":
+            self._index(cfg.method)
+            return
         info_path = Path(run_dir) / "run.json"
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
         model, ck = load_checkpoint(weights, rt.device)
@@ -78,34 +102,64 @@ class Predictor:
         self.image_size = recipe.image_size
         self.class_names = info.get("spec", {}).get("class_names") or ["background", "water"]
         self.water = self.class_names.index("water") if "water" in self.class_names else 1
+        self.channel_names = tuple(info.get("spec", {}).get("channels") or ("red", "green", "blue"))
         self.auto_scale, how = training_scale(Path(run_dir), info, self.image_size)
-        self.cfg, self.rt, self.progress, self.log = cfg, rt, progress, log
+        self.model_gsd = info.get("model_gsd")
         self.segmenter = Segmenter(model, rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
                                    cfg.blend, cfg.tta)
         self.tags = {"unetseg_run": str(Path(run_dir).resolve()), "unetseg_checkpoint": weights.name,
                      "unetseg_engine": cfg.engine,
                      "unetseg_threshold": str(cfg.threshold)}
         if cfg.scale == "auto":
-            log(f"scale {self.auto_scale:.3f} (auto: {how}; see docs/predict.md)")
+            ground = (f"georeferenced inputs: their ground resolution / {self.model_gsd:.4g} m per model pixel; "
+                      f"others: ") if self.model_gsd else ""
+            log(f"scale auto: {ground}{self.auto_scale:.3f} ({how}; see docs/predict.md)")
+
+    def _index(self, method: str) -> None:
+        """No model: a water index thresholded by Otsu's method, at the input's own resolution."""
+        from .index import INDEX_BANDS, IndexSegmenter
+
+        self.run_info, self.recipe = {"method": method}, None
+        self.model_cfg = ModelConfig(name=method, in_channels=2, num_classes=1)
+        self.image_size, self.class_names, self.water = 0, ["background", "water"], 1
+        self.channel_names = INDEX_BANDS[method]
+        self.auto_scale, self.model_gsd = 1.0, None
+        self.segmenter = IndexSegmenter(method)
+        self.tags = {"unetseg_method": method, "unetseg_threshold": str(self.cfg.threshold)}
+
+    def open(self, file: Path, bands: list[int] | None = None,
+             value_range: str | tuple[float, float] | None = None) -> Source:
+        """The input as this model reads it (bands and value range: the settings', unless given here)."""
+        if self.cfg.method != "unet" and not is_raster(file):
+            raise DataError(f"{file}: --method {self.cfg.method} needs {' and '.join(self.channel_names)} bands: a "
+                            f"multi-band raster with named bands (or --bands), not a {file.suffix.lower()} image")
+        return open_source(file, self.model_cfg.in_channels, bands or self.cfg.bands,
+                           value_range or self.cfg.value_range, self.channel_names)
 
     def one(self, file: Path, out: Path) -> dict:
-        source = open_source(file, self.model_cfg.in_channels, self.cfg.bands, self.cfg.value_range)
+        t0 = time.perf_counter()
+        source = self.open(file)
         try:
-            scale = self.scale_for(source)
+            ground = PixelAreas(source.height, source.width, source.transform, source.crs)
+            scale, how = self.scale_for(source, ground.ground_resolution)
             for note in source.notes:
                 self.log(f"{file.name}: {note}")
             paths = output_paths(file, out, self.cfg)
             row = {"input": str(file), "kind": "raster" if isinstance(source, RasterSource) else "image",
                    "width": source.width, "height": source.height,
                    "crs": source.crs.to_string() if source.crs is not None else "",
-                   "scale": round(scale[0], 4) if scale[0] == scale[1] else f"{scale[0]:.4f}x{scale[1]:.4f}"}
+                   "ground_resolution_m": round(ground.ground_resolution, 4) if ground.ground_resolution else "",
+                   "scale": round(scale[0], 4) if scale[0] == scale[1] else f"{scale[0]:.4f}x{scale[1]:.4f}",
+                   "scale_from": how}
             if isinstance(source, RasterSource):
-                row.update(self._raster(source, scale, paths))
+                row.update(self._raster(source, scale, paths, ground))
             else:
                 row.update(self._image(source, scale, paths))
         finally:
             source.close()
-        row["outputs"] = " ".join(str(p) for p in paths.values())
+        row["outputs"] = [str(p) for p in paths.values()]
+        row["seconds"] = round(time.perf_counter() - t0, 2)  # everything: reading, model, outputs, COG
+        row["tiles_per_s"] = round(row["tiles"] / max(row["seconds"], 1e-9), 2)
         return row
 
     def _finish(self, file: Path, stats: Stats, counts: Counts) -> dict:
@@ -117,8 +171,11 @@ class Predictor:
                 "nodata_pixels": counts.nodata, "water_pixels": water,
                 "water_fraction": round(water / counts.valid, 6)}
 
-    def scale_for(self, source: Source) -> tuple[float, float]:
-        return _scale_for(self.cfg, source, self.image_size, self.auto_scale)
+    def scale_for(self, source: Source, ground_resolution: float | None) -> tuple[tuple[float, float], str]:
+        if self.cfg.method != "unet":
+            return (1.0, 1.0), f"{self.cfg.method}: the input's own pixels"
+        return choose_scale(self.cfg, source, self.image_size, self.auto_scale, self.model_gsd,
+                            ground_resolution or self.cfg.gsd)
 
     def collect(self, source: Source, scale: tuple[float, float]) -> tuple[ArrayCollector, Stats, Counts]:
         """Segment a source that fits in memory: whole class map, probability and valid mask."""
@@ -145,61 +202,74 @@ class Predictor:
                 img.save(stack.enter_context(atomic_path(paths[name])), format="PNG")
         return row
 
-    def _raster(self, source: RasterSource, scale: tuple[float, float], paths: dict[str, Path]) -> dict:
+    def _raster(self, source: RasterSource, scale: tuple[float, float], paths: dict[str, Path],
+                ground: PixelAreas) -> dict:
         cfg = self.cfg
         counts = Counts(self.model_cfg.num_classes)
-        area_field = "area_m2" if source.crs is not None else "area_px"
         totals = {"area": 0.0, "polygons": 0}
         with ExitStack() as stack:
             tmp_mask = stack.enter_context(atomic_path(paths["mask"]))
-            writer = GeoTiffWriter(tmp_mask, source.height, source.width, source.crs, source.transform,
+            tiled = stack.enter_context(atomic_path(paths["mask"].with_name(paths["mask"].stem + ".tiled.tif")))
+            writer = GeoTiffWriter(tiled, source.height, source.width, source.crs, source.transform,
                                    cfg.probabilities, {**self.tags, "unetseg_scale": f"{scale[0]:.6g}"})
             stack.callback(writer.close)
             vectors = polygons = None
             if "vectors" in paths:
                 tmp_vec = stack.enter_context(atomic_path(paths["vectors"]))
                 tmp_vec.unlink()  # GDAL creates a GeoPackage itself
-                vectors = VectorWriter(tmp_vec, cfg.vectors, source.crs, area_field, paths["vectors"].stem)
+                wgs84 = source.crs is not None and vector_crs(cfg) == "wgs84"
+                vectors = VectorWriter(tmp_vec, cfg.vectors, wgs84_crs() if wgs84 else source.crs,
+                                       "area_m2" if source.crs is not None else "area_px", paths["vectors"].stem,
+                                       shown=paths["vectors"])
                 stack.callback(vectors.close)
                 polygons = Polygonizer(source.height)
 
             def take(pieces):
-                geoms = to_crs_coordinates(pieces, source.transform)
-                area = areas(geoms, source.crs)
-                totals["area"] += float(area.sum())
-                keep = area >= cfg.min_area
-                geoms, area = geoms[keep], area[keep]
-                if cfg.simplify and len(geoms):
+                if cfg.simplify and pieces:  # in pixels: the tolerance is in CRS units
                     import shapely
 
-                    geoms = shapely.simplify(geoms, cfg.simplify, preserve_topology=True)
-                    area = areas(geoms, source.crs)
-                totals["polygons"] += len(geoms)
-                vectors.add(geoms, area)
+                    px = abs(source.transform[0]) if source.transform is not None else 1.0
+                    pieces = shapely.simplify(np.asarray(pieces, dtype=object), cfg.simplify / px,
+                                              preserve_topology=True)
+                measured = measure_polygons(pieces, source.transform, source.crs)
+                keep = measured.areas >= cfg.min_area
+                geoms = measured.lonlat_geoms if wgs84 else measured.crs_geoms
+                totals["polygons"] += int(keep.sum())
+                vectors.add(geoms[keep], measured.areas[keep])
 
             def sink(y0, probs, valid):
                 classes = class_map(probs, cfg.threshold)
                 counts.add(classes, valid)
                 writer.write(y0, classes, probs, valid)
+                water = (classes == self.water) & valid
+                totals["area"] += ground.area(y0, water)
                 if polygons is not None:
-                    take(polygons.add(y0, (classes == self.water) & valid))
+                    take(polygons.add(y0, water))
 
             stats = self.segmenter.run(source, scale, sink, self.progress)
             row = self._finish(source.path, stats, counts)
             if polygons is not None:
                 take(polygons.close())
                 vectors.close()
-        unit = "m2" if source.crs is not None else "px"
-        if polygons is None:  # no vectors asked for: the area from the pixel count (projected CRSs only)
-            a, b, _, d, e, _ = (source.transform or (1, 0, 0, 0, 1, 0))[:6]
-            factor = source.crs.linear_units_factor[1] ** 2 if source.crs is not None and source.crs.is_projected \
-                else 1.0
-            totals["area"] = row["water_pixels"] * abs(a * e - b * d) * factor
-            if source.crs is not None and source.crs.is_geographic:
-                totals["area"], unit = float("nan"), "m2 (needs --vectors for a geographic CRS)"
-        row.update({"water_area": round(totals["area"], 2), "area_unit": unit,
+            writer.close()
+            to_cog(tiled, tmp_mask)
+        row.update({"water_area": round(totals["area"], 2), "area_unit": ground.unit,
                     "polygons": totals["polygons"] if polygons is not None else ""})
         return row
+
+
+def vector_crs(cfg: PredictConfig) -> str:
+    """The CRS polygons are written in: wgs84 or raster (--vector-crs auto: GeoJSON wgs84, GeoPackage raster)."""
+    if cfg.vector_crs != "auto":
+        return cfg.vector_crs
+    return "wgs84" if cfg.vectors == "geojson" else "raster"
+
+
+def wgs84_crs():
+    """EPSG:4326 as a rasterio CRS."""
+    from rasterio.crs import CRS
+
+    return CRS.from_epsg(4326)
 
 
 def describe(row: dict) -> str:
@@ -219,14 +289,19 @@ def describe(row: dict) -> str:
 def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt: Runtime, overwrite: bool = False,
             progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Segment every input into OUT; write OUT/predictions.csv and .json. Bad inputs are reported and skipped,
-    then the call fails with a count of them (after the good ones are written)."""
-    files = collect_inputs(inputs)
+    then the call fails with a count of them (after the good ones are written).
+
+    The summary is a ledger of the folder: rows of inputs predicted earlier into OUT are kept, and an input's
+    row is replaced when it is predicted again (a failed one freely; a finished one with --overwrite, as its
+    outputs are)."""
     cfg.check()
+    files = collect_inputs(inputs)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     summary = {"csv": out / "predictions.csv", "json": out / "predictions.json"}
-    for target in [p for f in files for p in output_paths(f, out, cfg).values()] + list(summary.values()):
+    for target in [p for f in files for p in output_paths(f, out, cfg).values()]:
         check_new_file(target, overwrite)
+    earlier = earlier_rows(summary, files, overwrite)
     import rasterio
 
     predictor = Predictor(run_dir, cfg, rt, progress, log)
@@ -242,11 +317,14 @@ def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt
             rows.append(row)
             if not row.get("error"):
                 log(describe(row))
-    write_csv_atomic(summary["csv"], SUMMARY_FIELDS, rows, extrasaction="ignore", lineterminator="\n")
-    compile_s = warmup_seconds(predictor.segmenter.model)
-    write_text_atomic(summary["json"], json.dumps({"run": str(run_dir), "settings": _settings(cfg),
+    ledger = earlier + rows
+    write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}
+                                                      for r in ledger], extrasaction="ignore", lineterminator="\n")
+    compile_s = warmup_seconds(predictor.segmenter.model) if cfg.method == "unet" else None
+    write_text_atomic(summary["json"], json.dumps({"run": str(run_dir) if run_dir else None,
+                                                   "settings": _settings(cfg),
                                                    "runtime": rt.describe(), "compile_seconds": compile_s,
-                                                   "inputs": rows}, indent=1))
+                                                   "inputs": ledger}, indent=1))
     failed = [r for r in rows if r.get("error")]
     good = [r for r in rows if not r.get("error")]
     tiles = sum(r["tiles"] for r in good)
@@ -256,6 +334,29 @@ def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt
     if failed:
         raise DataError(f"{len(failed)} of {len(rows)} input(s) failed (listed above and in {summary['csv']})")
     return rows
+
+
+def earlier_rows(summary: dict[str, Path], files: list[Path], overwrite: bool) -> list[dict]:
+    """The rows of an earlier predict into the same folder that this one keeps (those of other inputs).
+
+    A summary that is not predict's, or a finished input predicted again without --overwrite, is refused."""
+    path = summary["json"]
+    if not path.exists():
+        if summary["csv"].exists():
+            check_new_file(summary["csv"], overwrite)  # a CSV of someone else's
+        return []
+    try:
+        rows = json.loads(path.read_text())["inputs"]
+        assert isinstance(rows, list) and all(isinstance(r, dict) and "input" in r for r in rows)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        if overwrite:
+            return []
+        raise DataError(f"{path}: exists and is not a summary written by predict (use --overwrite to replace it)")
+    again = {str(f) for f in files}
+    done = [r["input"] for r in rows if r["input"] in again and not r.get("error")]
+    if done and not overwrite:
+        raise DataError(f"{done[0]}: already predicted into {path.parent} (use --overwrite to predict it again)")
+    return [r for r in rows if r["input"] not in again]
 
 
 def _settings(cfg: PredictConfig) -> dict:

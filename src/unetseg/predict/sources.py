@@ -8,6 +8,7 @@ happen here, so the tiling engine only ever sees (h, w, C) uint8 and (h, w) bool
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..data.errors import DataError, first_line
-from ..data.folder import _open, check_not_empty
+from ..data.folder import check_not_empty, natural_key, open_image
 
 PLAIN_EXTS = (".jpg", ".jpeg", ".png")
-RASTER_EXTS = (".tif", ".tiff")
+# read with GDAL (rasterio) window by window; a file given by name is tried with GDAL whatever its suffix
+RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".j2k", ".img")
 # Sentinel-2 L1C/L2A store reflectance x 10000; true-colour renderings (Sentinel Hub, EO Browser) show
 # reflectance 0..0.4 as 0..255, which is what the water-bodies chips look like.
 S2_TRUE_COLOUR = (0.0, 4000.0)
@@ -107,25 +109,66 @@ class Source:
     def to_uint8(self, raw: np.ndarray) -> np.ndarray:
         return raw
 
+    def valid_window(self, strip: int = 256) -> tuple[int, int, int, int] | None:
+        """(row, column, height, width) of the smallest window holding every valid pixel; None if there is none.
+
+        The tiles are laid over this window, so a no-data margin changes nothing for the valid pixels. Strips
+        are read inwards from each edge until one holds a valid pixel, so the cost follows the margin's width
+        (a scene with valid pixels on every edge costs four thin strips)."""
+        if getattr(self, "all_valid", False):
+            return 0, 0, self.height, self.width
+
+        def first(length: int, window, axis: int, backwards: bool) -> int | None:
+            """First (or last) index along one axis holding a valid pixel, reading `strip` lines at a time."""
+            starts = range(0, length, strip)
+            for s0 in (reversed(starts) if backwards else starts):
+                n = min(strip, length - s0)
+                hits = np.flatnonzero(window(s0, n).any(axis=axis))
+                if hits.size:
+                    return s0 + int(hits[-1] if backwards else hits[0])
+            return None
+
+        def rows(y0, n):
+            return self.read(y0, 0, n, self.width)[1]
+
+        r0 = first(self.height, rows, 1, False)
+        if r0 is None:
+            return None
+        r1 = first(self.height, rows, 1, True)
+
+        def cols(x0, n):
+            return self.read(r0, x0, r1 - r0 + 1, n)[1]
+
+        c0, c1 = first(self.width, cols, 0, False), first(self.width, cols, 0, True)
+        return r0, c0, r1 - r0 + 1, c1 - c0 + 1
+
     def close(self) -> None:
         pass
 
 
 class ImageSource(Source):
-    """A JPG or PNG decoded whole (RGB); transparent pixels (alpha 0) are no-data."""
+    """A JPG or PNG decoded whole (RGB); transparent pixels are no-data: an alpha channel at 0, and the
+    transparent palette entries or colour key (tRNS) of a PNG."""
 
     def __init__(self, path: Path, channels: int):
-        img = _open(path)
+        img = open_image(path)
         if channels != 3:
             raise DataError(f"{path}: a {img.mode} image has RGB colours but the model needs {channels} channels "
                             f"(use a GeoTIFF with --bands)")
+        transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
         rgba = np.asarray(img.convert("RGBA"))
         self.pixels = np.ascontiguousarray(rgba[..., :3])
-        self.valid = rgba[..., 3] > 0 if img.mode in ("RGBA", "LA", "PA") else np.ones(rgba.shape[:2], bool)
+        self.valid = rgba[..., 3] > 0 if transparent else np.ones(rgba.shape[:2], bool)
         super().__init__(path, rgba.shape[0], rgba.shape[1], 3)
 
     def read(self, y0, x0, h, w):
         return self.pixels[y0:y0 + h, x0:x0 + w], self.valid[y0:y0 + h, x0:x0 + w]
+
+    def valid_window(self, strip: int = 256) -> tuple[int, int, int, int] | None:
+        rows, cols = np.flatnonzero(self.valid.any(axis=1)), np.flatnonzero(self.valid.any(axis=0))
+        if not rows.size:
+            return None
+        return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
 
 
 DEFAULT_MAX_RASTER_PIXELS = 40_000_000_000  # 200,000 px square: 330 Sentinel-2 tiles; streamed, so memory is not it
@@ -146,11 +189,36 @@ def check_raster_size(path: Path, width: int, height: int) -> None:
                         f"raster is real, raise it with UNETSEG_MAX_RASTER_PIXELS={width * height}")
 
 
+# What a band is, from GDAL's colour interpretation or its description (Sentinel-2 and Landsat 8/9 band
+# names, STAC common names): the model's channel names are matched against these.
+BAND_NAMES = {
+    "blue": ("blue", "b2", "b02", "sr_b2"), "green": ("green", "b3", "b03", "sr_b3"),
+    "red": ("red", "b4", "b04", "sr_b4"), "nir": ("nir", "nir08", "b8", "b08", "sr_b5"),
+    "swir1": ("swir1", "swir16", "b11", "sr_b6"), "swir2": ("swir2", "swir22", "b12", "sr_b7"),
+}
+_BY_NAME = {alias: meaning for meaning, aliases in BAND_NAMES.items() for alias in aliases}
+
+
+def band_meaning(colorinterp: str, description: str | None) -> str | None:
+    """'red', 'green', 'blue', 'alpha', 'palette', 'nir', 'swir1', 'swir2' or None (unknown).
+
+    The description wins over the colour interpretation, which GDAL sets to 'gray' for the first band of
+    any multi-band file; a description like "B4 (red)" or "red" counts.
+    """
+    if description:
+        for token in re.split(r"[^a-z0-9_]+", description.lower()):
+            if token in _BY_NAME:
+                return _BY_NAME[token]
+    return colorinterp if colorinterp in ("red", "green", "blue", "alpha", "palette") else None
+
+
 class RasterSource(Source):
-    """A (Geo)TIFF read with rasterio one window at a time: band choice, value scaling, no-data masks."""
+    """Any raster GDAL reads (GeoTIFF, COG, VRT, JPEG 2000, ...) with rasterio, one window at a time: bands
+    chosen by what they are, value scaling, no-data from nodata values, masks, alpha and NaN, palettes
+    expanded to colours."""
 
     def __init__(self, path: Path, channels: int, bands: list[int] | None = None,
-                 value_range: str | tuple[float, float] = "auto"):
+                 value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None):
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
@@ -160,12 +228,23 @@ class RasterSource(Source):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self.ds = rasterio.open(path)
         except RasterioIOError as e:
-            raise DataError(f"{path}: not a readable TIFF ({first_line(e)})") from None
+            suffix = path.suffix.lower()
+            if suffix not in RASTER_EXTS:
+                raise DataError(f"{path}: unsupported file type {suffix!r} (not a JPG or PNG, and GDAL cannot read "
+                                f"it as a raster)") from None
+            kind = "TIFF" if suffix in (".tif", ".tiff") else "raster"
+            raise DataError(f"{path}: not a readable {kind} ({first_line(e)})") from None
         ds = self.ds
+        self.palette: np.ndarray | None = None
         try:
             check_raster_size(path, ds.width, ds.height)
-            self.bands = self._choose_bands(path, ds.count, channels, bands)
+            meanings = [band_meaning(ci.name, d) for ci, d in zip(ds.colorinterp, ds.descriptions)]
+            self.bands, how = choose_bands(path, meanings, list(ds.descriptions), channels, bands, names,
+                                           ds.dtypes[0])
             dtype = np.dtype(ds.dtypes[self.bands[0] - 1])
+            if meanings[self.bands[0] - 1] == "palette" and bands is None:
+                self.palette = _palette_table(ds)
+                dtype = np.dtype(np.uint8)
             lo_hi = value_range
             if value_range == "auto":
                 lo_hi = default_range(dtype)
@@ -178,31 +257,18 @@ class RasterSource(Source):
         from rasterio.enums import MaskFlags
 
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
-        self.all_valid = all(f == [MaskFlags.all_valid] for f in flags)
+        # an alpha band masks the pixels whether or not GDAL's mask flags say so (an .aux.xml may name it)
+        self.alpha = next((b for b in range(1, ds.count + 1) if meanings[b - 1] == "alpha"), None)
+        self.all_valid = all(f == [MaskFlags.all_valid] for f in flags) and self.palette is None \
+            and self.alpha is None
         self.nodata_values = None
         if all(f == [MaskFlags.nodata] for f in flags):
-            self.nodata_values = np.array([ds.nodatavals[b - 1] for b in self.bands], dtype=dtype)
+            self.nodata_values = np.array([ds.nodatavals[b - 1] for b in self.bands], dtype=ds.dtypes[self.bands[0] - 1])
         transform = ds.transform if not ds.transform.is_identity else None
         super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
-        self.notes.append(f"bands {','.join(map(str, self.bands))} of {ds.count} ({dtype}), values "
-                          f"{self.lo:g}..{self.hi:g} -> 0..255")
+        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255")
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
-
-    @staticmethod
-    def _choose_bands(path: Path, count: int, channels: int, bands: list[int] | None) -> list[int]:
-        if bands is None:
-            if count == channels:
-                return list(range(1, channels + 1))
-            hint = " (e.g. --bands 4,3,2 for Sentinel-2 red, green, blue)" if channels == 3 else ""
-            raise DataError(f"{path}: has {count} band(s) but the model needs {channels}; choose them with "
-                            f"--bands{hint}")
-        bad = [b for b in bands if b > count]
-        if bad:
-            raise DataError(f"{path}: band {bad[0]} out of range (the file has {count} band(s))")
-        if len(bands) != channels:
-            raise DataError(f"{path}: --bands gives {len(bands)} band(s) but the model needs {channels}")
-        return bands
 
     def _percentiles(self, path: Path) -> tuple[float, float]:
         """2nd and 98th percentiles of the valid values, from a decimated read (at most 1024 px a side)."""
@@ -226,6 +292,8 @@ class RasterSource(Source):
             raw = self.ds.read(self.bands, window=win)
             if self.nodata_values is not None:  # cheaper than read_masks, which reads the bands again
                 valid = (raw != self.nodata_values[:, None, None]).any(axis=0)
+            elif self.alpha is not None:
+                valid = self.ds.read(self.alpha, window=win) > 0
             elif self.all_valid:
                 valid = np.ones((h, w), bool)
             else:  # internal masks, alpha bands
@@ -235,7 +303,13 @@ class RasterSource(Source):
         # GDAL's convention: a pixel is no-data only where every band says so
         if np.issubdtype(raw.dtype, np.floating):
             valid &= np.isfinite(raw).any(axis=0)
-        return np.moveaxis(raw, 0, -1), valid
+        if self.palette is not None:  # colour table: index -> RGB, and transparent entries are no-data
+            rgba = self.palette[raw[0]]
+            return rgba[..., :3], valid & (rgba[..., 3] > 0)
+        pixels = np.moveaxis(raw, 0, -1)
+        if pixels.shape[-1] < self.channels:  # one grey band for a colour model: as training reads grey images
+            pixels = np.repeat(pixels, self.channels, axis=-1)
+        return pixels, valid
 
     def to_uint8(self, raw: np.ndarray) -> np.ndarray:
         return to_model_range(raw, self.lo, self.hi)
@@ -244,28 +318,87 @@ class RasterSource(Source):
         self.ds.close()
 
 
+def _palette_table(ds) -> np.ndarray:
+    """(256, 4) uint8 RGBA for each palette index of band 1 (entries the table lacks: transparent black)."""
+    table = np.zeros((256, 4), np.uint8)
+    for index, rgba in ds.colormap(1).items():
+        if 0 <= index < 256:
+            table[index] = rgba
+    return table
+
+
+def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str | None], channels: int,
+                 bands: list[int] | None, names: tuple[str, ...] | None, dtype: str) -> tuple[list[int], str]:
+    """The bands that feed the model's channels (1-based), and how they were chosen, in words.
+
+    In order: --bands as given (never an alpha band); the bands whose colour interpretation or description
+    names each of the model's channels (red, green, blue; nir, ...); a palette, expanded to red, green, blue;
+    all the bands when there are exactly as many as channels (in file order); one 8-bit grey band for an RGB
+    model (as training reads grey images). Anything else is an error that says which bands there are.
+    """
+    count = len(meanings)
+
+    def label(b: int) -> str:
+        return descriptions[b - 1] or meanings[b - 1] or ""
+
+    if bands is not None:
+        bad = [b for b in bands if b > count]
+        if bad:
+            raise DataError(f"{path}: band {bad[0]} out of range (the file has {count} band(s))")
+        alpha = [b for b in bands if meanings[b - 1] == "alpha"]
+        if alpha:
+            raise DataError(f"{path}: band {alpha[0]} is the alpha (transparency) band, not a colour; it is used as "
+                            f"the no-data mask")
+        if len(bands) != channels:
+            raise DataError(f"{path}: --bands gives {len(bands)} band(s) but the model needs {channels}")
+        return bands, f"bands {','.join(map(str, bands))} of {count} (--bands)"
+    names = tuple(names or ())
+    if len(names) == channels and all(n in BAND_NAMES for n in names):
+        found = [[b for b in range(1, count + 1) if meanings[b - 1] == n] for n in names]
+        if all(len(f) == 1 for f in found):
+            picked = [f[0] for f in found]
+            shown = ", ".join(f"{label(b) or b} as {n}" for b, n in zip(picked, names))
+            return picked, f"bands {','.join(map(str, picked))} of {count} by their names ({shown})"
+    if "palette" in meanings[:1] and channels == 3 and count == 1:
+        return [1], "a palette image, its colour table expanded to red, green, blue"
+    colour = [b for b in range(1, count + 1) if meanings[b - 1] != "alpha"]
+    if len(colour) == channels:
+        return colour, f"bands {','.join(map(str, colour))} of {count} in file order"
+    if len(colour) == 1 and channels == 3 and np.dtype(dtype) == np.uint8:
+        return colour, f"band {colour[0]}: one grey band used as red, green and blue (as training reads grey images)"
+    wanted = ", ".join(names) if names else f"{channels} channel(s)"
+    listing = ", ".join(f"{b}={label(b)}" for b in range(1, count + 1) if label(b))
+    listing = f" ({listing})" if listing else ""
+    if len(colour) > channels:
+        example = ",".join(str(b) for b in colour[:channels])
+        raise DataError(f"{path}: has {count} bands{listing} and their names do not say which are {wanted}; "
+                        f"choose them with --bands (e.g. --bands {example})")
+    raise DataError(f"{path}: has {len(colour)} colour band(s){listing} but the model needs {wanted}")
+
+
+def is_raster(path: Path) -> bool:
+    """Read with GDAL window by window (anything but JPG and PNG), with raster outputs (GeoTIFF, polygons)."""
+    return path.suffix.lower() not in PLAIN_EXTS
+
+
 def open_source(path: Path, channels: int, bands: list[int] | None = None,
-                value_range: str | tuple[float, float] = "auto") -> Source:
-    """The right reader for the file's type."""
-    suffix = path.suffix.lower()
-    if suffix in RASTER_EXTS:
-        return RasterSource(path, channels, bands, value_range)
-    if suffix in PLAIN_EXTS:
-        if bands:
-            raise DataError(f"{path}: --bands applies to TIFFs; a {suffix} image is read as RGB")
-        return ImageSource(path, channels)
-    raise DataError(f"{path}: unsupported file type {suffix!r} (use {', '.join(PLAIN_EXTS + RASTER_EXTS)})")
+                value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None) -> Source:
+    """The right reader for the file: Pillow for JPG and PNG, GDAL for everything else."""
+    if is_raster(path):
+        return RasterSource(path, channels, bands, value_range, names)
+    if bands:
+        raise DataError(f"{path}: --bands applies to rasters (GeoTIFF, VRT, JPEG 2000, ...); a "
+                        f"{path.suffix.lower()} image is read as RGB")
+    return ImageSource(path, channels)
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:
     """Files as given, and the images in folders (not recursive, natural order); an empty folder is an error."""
-    from ..data.folder import _natural_key
-
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
             found = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                            and f.suffix.lower() in PLAIN_EXTS + RASTER_EXTS), key=lambda f: _natural_key(f.stem))
+                            and f.suffix.lower() in PLAIN_EXTS + RASTER_EXTS), key=lambda f: natural_key(f.stem))
             if not found:
                 raise DataError(f"{p}: no images in this folder (looked for {', '.join(PLAIN_EXTS + RASTER_EXTS)})")
             files += found

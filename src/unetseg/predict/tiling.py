@@ -134,3 +134,17 @@ class RowBlender:
         self.spare, self.spare_valid = old, old_valid
         self.row += 1
         return y0, old[:, :n], old_valid[:n]
+
+
+def fill_from_nearest(pixels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(h, w, C) pixels with every invalid pixel replaced by its nearest valid one (all invalid: unchanged).
+
+    No-data fed to the model as black would be read as dark water or shadow and change the prediction of
+    the valid pixels next to it; the nearest valid colour continues the scene instead.
+    """
+    if valid.all() or not valid.any():
+        return pixels
+    from scipy.ndimage import distance_transform_edt
+
+    rows, cols = distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return pixels[rows, cols]

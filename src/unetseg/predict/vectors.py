@@ -18,6 +18,7 @@ import shapely
 from ..data.errors import DataError, first_line
 
 SUFFIXES = {"geojson": ".geojson", "gpkg": ".gpkg"}
+VECTOR_CRS = ("auto", "wgs84", "raster")  # auto: GeoJSON in WGS84 (RFC 7946), GeoPackage in the raster's CRS
 
 
 def _polygon(geojson: dict) -> shapely.Polygon:
@@ -73,62 +74,30 @@ class Polygonizer:
         return out
 
 
-def to_crs_coordinates(polys: list[shapely.Polygon], transform: Any) -> np.ndarray:
-    """Pixel-edge coordinates to the raster's CRS through its affine transform (None: stay in pixels)."""
-    geoms = np.array(polys, dtype=object)
-    if transform is None or not len(geoms):
-        return geoms
-    a, b, c, d, e, f = transform[:6]
-    m = np.array([[a, b], [d, e]])
-    return shapely.transform(geoms, lambda xy: xy @ m.T + np.array([c, f]))
-
-
-def areas(geoms: np.ndarray, crs: Any) -> np.ndarray:
-    """Square metres for projected and geographic CRSs (geodesic on the CRS's ellipsoid); pixels without a CRS."""
-    if not len(geoms):
-        return np.zeros(0)
-    if crs is None:
-        return shapely.area(geoms)
-    if crs.is_geographic:
-        from pyproj import CRS as ProjCRS, Geod
-
-        geod = ProjCRS.from_wkt(crs.to_wkt()).get_geod() or Geod(ellps="WGS84")
-        return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in geoms])
-    unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-    return shapely.area(geoms) * unit * unit
-
-
-def pixel_areas_by_row(height: int, transform: Any, crs: Any) -> np.ndarray:
-    """Square metres of one pixel in each row: constant for a projected CRS, geodesic (shrinking towards the
-    poles) for a geographic one. Needs a CRS and a north-up transform."""
-    a, b, c, d, e, f = tuple(transform)[:6]
-    if not crs.is_geographic:
-        unit = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-        return np.full(height, abs(a * e - b * d) * unit * unit)
-    rows = np.arange(height)
-    corners = [shapely.box(c, f + e * r, c + a, f + e * (r + 1)) for r in rows]
-    return areas(np.array(corners), crs)
-
-
 class VectorWriter:
     """Polygons with an id and their area, appended in batches to a GeoPackage (pyogrio) or streamed to GeoJSON.
 
-    GeoJSON is written directly from shapely's GEOS writer: GDAL's GeoJSON driver took 1.9 s for 7,500
-    polygons that shapely.to_geojson turns out in 0.23 s. The features keep the raster's CRS, named in the
-    file's "crs" member as GDAL writes it.
+    `crs` is the CRS of the coordinates given to `add`: EPSG:4326 longitude/latitude gives RFC 7946 GeoJSON
+    (no "crs" member, exterior rings counter-clockwise, 7 decimals: about 1 cm); any other CRS is named in
+    the file's "crs" member as GDAL writes it. GeoJSON is written directly from shapely's GEOS writer:
+    GDAL's GeoJSON driver took 1.9 s for 7,500 polygons that shapely.to_geojson turns out in 0.23 s.
+    `shown` is the path named in error messages (the file is written under a temporary name).
     """
 
-    def __init__(self, path: Path, kind: str, crs: Any, area_field: str, name: str = "water", batch: int = 2000):
-        self.path, self.kind, self.name = path, kind, name
+    def __init__(self, path: Path, kind: str, crs: Any, area_field: str, name: str = "water", batch: int = 2000,
+                 shown: Path | None = None):
+        self.path, self.kind, self.name, self.shown = path, kind, name, shown or path
         self.crs, self.area_field, self.batch = crs, area_field, batch
+        self.wgs84 = crs is not None and crs.to_epsg() == 4326
         self.geoms: list = []
         self.values: list[float] = []
         self.count = 0
+        self.closed = False
         self.file = None
         if kind == "geojson":
             self.file = open(path, "w")
-            head = {"type": "FeatureCollection", "name": name}
-            if crs is not None:
+            head: dict = {"type": "FeatureCollection", "name": name}
+            if crs is not None and not self.wgs84:
                 epsg = crs.to_epsg()
                 head["crs"] = {"type": "name", "properties": {
                     "name": f"urn:ogc:def:crs:EPSG::{epsg}" if epsg else crs.to_string()}}
@@ -141,14 +110,19 @@ class VectorWriter:
             self.flush()
 
     def flush(self) -> None:
-        if self.file is not None:
+        if self.kind == "geojson":
             self._write_geojson()
         else:
             self._write_gpkg()
         self.geoms, self.values = [], []
 
     def _write_geojson(self) -> None:
-        for i, (text, value) in enumerate(zip(shapely.to_geojson(np.array(self.geoms, dtype=object)), self.values)):
+        if not self.geoms:
+            return
+        geoms = np.array(self.geoms, dtype=object)
+        if self.wgs84:
+            geoms = shapely.transform(shapely.orient_polygons(geoms), lambda xy: np.round(xy, 7))
+        for i, (text, value) in enumerate(zip(shapely.to_geojson(geoms), self.values)):
             sep = ",\n" if self.count + i else ""
             self.file.write(f'{sep}{{"type": "Feature", "properties": {{"id": {self.count + i + 1}, '
                             f'"{self.area_field}": {value:.2f}}}, "geometry": {text}}}')
@@ -159,7 +133,7 @@ class VectorWriter:
 
         if not self.geoms and self.count:
             return
-        n = len(self.geoms)
+        n = len(self.geoms)  # with none at all, an empty layer: the file still says "no water"
         wkb = np.array(shapely.to_wkb(np.array(self.geoms, dtype=object)) if n else [], dtype=object)
         try:
             write(str(self.path), wkb, field_data=[np.arange(self.count + 1, self.count + n + 1, dtype=np.int64),
@@ -167,10 +141,14 @@ class VectorWriter:
                   fields=["id", self.area_field], crs=self.crs.to_wkt() if self.crs is not None else None,
                   geometry_type="Polygon", driver="GPKG", layer=self.name, append=self.path.exists())
         except Exception as e:  # pyogrio raises its own error types for every GDAL failure
-            raise DataError(f"{self.path}: could not write polygons ({first_line(e, 160)})") from None
+            raise DataError(f"{self.shown}: could not write polygons ({first_line(e, 160)})") from None
         self.count += n
 
     def close(self) -> None:
+        """Write what is left and finish the file; a second call does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         self.flush()
         if self.file is not None:
             self.file.write("\n]}\n")

@@ -30,7 +30,8 @@ from ..data.errors import DataError, first_line
 from ..data.folder import image_shape
 from ..predict.outputs import mask_png, overlay_png
 from ..predict.run import Predictor
-from ..predict.sources import RasterSource, open_source
+from ..predict.areas import PixelAreas
+from ..predict.sources import RasterSource
 from ..runtime import Runtime
 
 # what the first bytes of an upload must be, and the suffix its temporary file gets
@@ -204,13 +205,15 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             raise DataError(f"{name}: {w}x{h} = {w * h:,} pixels is over this server's limit of "
                             f"{limits.max_pixels:,}; use `unetseg predict` for large scenes")
         t0 = time.perf_counter()
-        source = open_source(path, predictor.model_cfg.in_channels)
+        source = predictor.open(path)
         try:
+            ground = PixelAreas(source.height, source.width, source.transform, source.crs)
             with model_lock:
-                keep, stats, counts = predictor.collect(source, predictor.scale_for(source))
+                keep, stats, counts = predictor.collect(source, predictor.scale_for(source,
+                                                                                      ground.ground_resolution)[0])
             rgb = source.pixels if not isinstance(source, RasterSource) else \
                 source.to_uint8(source.read(0, 0, source.height, source.width)[0])
-            crs, transform = source.crs, source.transform
+            crs = source.crs
         finally:
             source.close()
         if counts.valid == 0:
@@ -218,11 +221,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         classes = keep.classes if threshold == cfg.threshold or predictor.model_cfg.num_classes > 1 else \
             (keep.prob > threshold).astype(np.uint8)
         water = (classes == predictor.water) & keep.valid
-        area = None
-        if crs is not None and transform is not None:
-            from ..predict.vectors import pixel_areas_by_row
-
-            area = float(water.sum(axis=1) @ pixel_areas_by_row(source.height, transform, crs))
+        area = ground.area(0, water) if ground.unit == "m2" else None
         prob = Image.fromarray(np.stack([np.rint(keep.prob * 255).astype(np.uint8),
                                          keep.valid.astype(np.uint8) * 255], axis=-1), "LA")
         rgb3 = rgb[..., :3] if rgb.shape[-1] >= 3 else np.repeat(rgb[..., :1], 3, axis=-1)

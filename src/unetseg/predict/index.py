@@ -1,0 +1,81 @@
+"""A physics yardstick with no model: a normalised water index, thresholded by Otsu's method.
+
+NDWI (McFeeters 1996) = (green - nir) / (green + nir); MNDWI (Xu 2006) = (green - swir1) / (green + swir1).
+Water is bright in green and dark in the infrared, so it has high values. The threshold is Otsu's
+(scikit-image) over the valid pixels of the whole input, read once at reduced resolution; then the input is
+streamed band by band at its own resolution through the same writers as the U-Net's output. The value
+range's low end is subtracted first (`--value-range 1000,5000` removes Sentinel-2 L2A's +1000 offset).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.errors import DataError
+from .engine import RowSink, Stats
+from .sources import Source
+
+INDEX_BANDS = {"ndwi": ("green", "nir"), "mndwi": ("green", "swir1")}
+SHARPNESS = 20.0  # the water score is sigmoid(SHARPNESS * (index - threshold)): above 0.5 exactly when water
+
+
+def water_index(raw: np.ndarray, offset: float) -> np.ndarray:
+    """(h, w, 2) raw values (green, infrared) -> (h, w) normalised difference in [-1, 1] (0 where both are 0)."""
+    a = raw.astype(np.float32) - np.float32(offset)
+    g, ir = a[..., 0], a[..., 1]
+    total = g + ir
+    return np.divide(g - ir, total, out=np.zeros_like(total), where=np.abs(total) > 1e-6).clip(-1, 1)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    from skimage.filters import threshold_otsu
+
+    values = values[np.isfinite(values)]
+    if values.size < 2 or values.min() == values.max():
+        return 0.0
+    return float(threshold_otsu(values, nbins=512))
+
+
+@dataclass
+class IndexSegmenter:
+    """`run` has the U-Net Segmenter's interface: every row of the source goes to the sink."""
+
+    method: str
+    rows: int = 256
+    sample: int = 1024  # the threshold is computed on at most about sample x sample pixels
+
+    def __post_init__(self):
+        if self.method not in INDEX_BANDS:
+            raise ValueError(f"unknown index {self.method!r}; choose one of {', '.join(INDEX_BANDS)}")
+        self.threshold: float | None = None
+
+    def _offset(self, source: Source) -> float:
+        return float(getattr(source, "lo", 0.0))
+
+    def fit(self, source: Source) -> float:
+        """Otsu's threshold over every k-th row and column of the valid pixels."""
+        k = max(1, int(np.ceil(max(source.height, source.width) / self.sample)))
+        values = []
+        for y0 in range(0, source.height, self.rows * k):
+            raw, valid = source.read(y0, 0, min(self.rows * k, source.height - y0), source.width)
+            idx = water_index(raw[::k, ::k], self._offset(source))
+            values.append(idx[valid[::k, ::k]])
+        values = np.concatenate(values) if values else np.zeros(0)
+        if not values.size:
+            raise DataError(f"{source.path}: every pixel is no-data; nothing to segment")
+        return otsu_threshold(values)
+
+    def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
+        t0 = time.perf_counter()
+        self.threshold = self.fit(source)
+        stats = Stats()
+        for y0 in range(0, source.height, self.rows):
+            raw, valid = source.read(y0, 0, min(self.rows, source.height - y0), source.width)
+            score = 1 / (1 + np.exp(-SHARPNESS * (water_index(raw, self._offset(source)) - self.threshold)))
+            sink(y0, score[None].astype(np.float32), valid)
+            stats.tiles += 1
+        stats.seconds = time.perf_counter() - t0
+        return stats
