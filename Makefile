@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## run: the main job, on UNETSEG_DATA when it exists, else on synthetic scenes (< 10 min on 2 cores)
+## run: the main job, on UNETSEG_DATA when it exists, else on synthetic scenes (< 10 min on 2 cores); then the
+## shipped water model on a real Sentinel-2 scene (or a synthetic sample), and where its picture is
 run: $(STAMP)
 	$(PY) -m unetseg.cli reproduce --recipe quick --out runs/quick --overwrite
+	$(PY) -m unetseg.cli demo --out runs/demo
 
 ## browser: Debian's chromium + chromedriver for the web page's end-to-end test (installed if root with apt-get)
 browser:

@@ -9,7 +9,7 @@ from unetseg.config import ModelConfig, Recipe, get_recipe
 from unetseg.data import DataError
 from unetseg.models import build_model, count_parameters
 from unetseg.models.ternausnet import VGG11_CONVS
-from unetseg.train import loss_fn, make_scheduler
+from unetseg.training import loss_fn, make_scheduler
 
 
 def vgg11_state(in_channels=3, seed=0):

@@ -127,7 +127,7 @@ def _train_in_process(synth_data, out, **changes):
 
 
 def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_data, tmp_path, monkeypatch):
-    import unetseg.train as train_module
+    import unetseg.training as train_module
     from unetseg.data.errors import DataError
 
     calls = {"validated": False, "steps": 0}

@@ -137,7 +137,7 @@ def test_bf16_path_runs_a_training_step_where_the_cpu_supports_it():
     if not cpu_bf16_native():
         pytest.skip("this CPU has no native bf16")
     from unetseg.models import build_model
-    from unetseg.train import loss_fn
+    from unetseg.training import loss_fn
 
     rt = select_runtime("bf16")
     model = build_model(TINY.model).to(memory_format=torch.channels_last)

@@ -10,7 +10,7 @@ import torch
 from .augment import Augment, AugmentConfig
 from .config import ModelConfig, Recipe
 from .models import build_model
-from .train import loss_fn
+from .training import loss_fn
 
 SEED_TRAIN_GFLOP = 20.0  # per 128 px training image: 3x the 6.67 GFLOP forward of the seed U-Net
 

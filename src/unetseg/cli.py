@@ -299,6 +299,8 @@ def predict(
                                     "+1000 offset)."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
                                        "images, a second band (percent) in the mask GeoTIFF."),
+    quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.png, the water over the "
+                                   "image, at most 2048 px a side (plain images always get one)."),
     vectors: str = typer.Option("geojson", help="Water polygons for raster inputs: geojson, gpkg or none."),
     vector_crs: str = typer.Option("auto", "--vector-crs", help="CRS of the polygons: wgs84 (longitude/latitude), "
                                    "raster (the input's CRS), or auto: GeoJSON in wgs84 as RFC 7946 asks, "
@@ -349,6 +351,7 @@ def predict(
     cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=scale_value,
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
+                        quicklook=quicklook,
                         vector_crs=vector_crs, min_area=min_area, simplify=simplify, checkpoint=checkpoint,
                         engine=engine, compile=compile, method=method, gsd=gsd)
     cfg.check()  # every option, and the device, before any file is looked at
@@ -495,6 +498,47 @@ def benchmark(
     if json_out:
         write_text_atomic(json_out, json.dumps(result, indent=1))
         typer.echo(f"wrote {json_out}")
+
+
+@app.command()
+@friendly
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the outputs (replaced)."),
+    model: str = typer.Option("water", "--model", help="A shipped model's name or a run folder."),
+):
+    """Segment one real Sentinel-2 scene with the shipped water model and say where the picture is (the end of
+    `make run`). Uses ../shared/data/real-scenes/accra.tif when it is there, else a synthetic sample.
+
+    Example: unetseg demo --out runs/demo
+    """
+    from .demo import demo as run_demo
+
+    run_demo(out, model, log=lambda m: typer.echo(m))
+
+
+@app.command()
+@friendly
+def ship(
+    run: Path = typer.Argument(..., help="Run folder to ship (its best checkpoint)."),
+    name: str = typer.Option("water", "--name", help="The name users will type: unetseg predict NAME ..."),
+    version: int = typer.Option(1, "--version", help="Version number; the folder is NAME-vVERSION."),
+    out: Path = typer.Option(Path("src/unetseg/zoo"), "--out", "-o", help="Where shipped models live."),
+    card: Path = typer.Option(Path("configs/model-card.md"), "--card", help="Model card template ({figures}, "
+                              "{mask_agreement}, ... are filled in)."),
+    overwrite: bool = OverOpt,
+):
+    """Package a run as a shipped model (maintainers): float16 weights checked against float32 on the run's
+    test chips (masks must agree on 99.9% of pixels), at most 5 MB, with run.json and a model card.
+
+    Then pin the printed SHA-256 in unetseg/zoo.py's SHIPPED.
+
+    Example: unetseg ship runs/general-s42 --name water --version 1
+    """
+    from .zoo import ship as do_ship
+
+    r = do_ship(run, name, version, out, card.read_text(), overwrite)
+    typer.echo(f"wrote {r['folder']}: {r['bytes']:,} bytes, masks agree on {100 * r['mask_agreement']:.3f}% of "
+               f"{r['parity_images']} test chips; SHA-256 {r['sha256']}")
 
 
 @app.command()

@@ -18,11 +18,11 @@ from .data.errors import DataError
 from .data.folder import Pair, median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
-from .evaluate import SEED_MEAN_IOU, evaluate_run
+from .evaluation import SEED_MEAN_IOU, evaluate_run
 from .io import check_output_dir, remove_stale_temporaries, write_text_atomic
 from .distributed import World
 from .runtime import Runtime, cpu_model
-from .train import train
+from .training import train
 
 if TYPE_CHECKING:
     from .data.scenes import ScenePool
@@ -201,6 +201,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
             f"({scene_data.path})")
     train_chips = rd.part("train")
     val, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
+    run_info["input_stats"] = training_input_stats(train_chips, extra, count)
     if world.main:
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     result = train(train_chips, val, recipe, out, rt, progress=progress, log=log,
@@ -216,6 +217,32 @@ def _finish_run_info(out: Path, run_info: dict, result: dict, world: World) -> N
     if world.main:
         write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
     world.barrier()
+
+
+def training_input_stats(train: Chips, extra: Callable | None = None, count: int = 0) -> dict:
+    """The look of the training images (ood.fit_stats): the chips, and one epoch's scene crops if any."""
+    from .ood import fit_stats, image_features
+
+    features = [image_features(np.asarray(train.images[i:i + 512])) for i in range(0, len(train.stems), 512)]
+    if extra is not None and count:
+        features.append(image_features(extra(1)[0]))
+    return fit_stats(np.concatenate(features))
+
+
+def ensure_input_stats(run_dir: Path, info: dict, rd: "RunData") -> dict:
+    """Runs trained before input_stats existed get them now, from their own training data (saved in run.json)."""
+    if info.get("input_stats") or "recipe" not in info:
+        return info
+    recipe = Recipe.from_dict(info["recipe"])
+    scene_data = None
+    if info.get("scenes"):
+        scene_data = load_scene_data(Path(info["scenes"]["data"]), recipe,
+                                     {k: info["scenes"][k] for k in ("train", "val")}, len(rd.spec.channels))
+    train_chips = rd.part("train")
+    _, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
+    info = {**info, "input_stats": training_input_stats(train_chips, extra, count)}
+    write_text_atomic(Path(run_dir) / "run.json", json.dumps(info, indent=1))
+    return info
 
 
 def read_run_info(run_dir: Path) -> dict:
@@ -266,8 +293,10 @@ def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoin
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
                    split_file=run_dir / "split.json", progress=progress, trained=(run_dir, recipe.model))
+    if data is None:  # the run's own training data: what its input statistics describe
+        info = ensure_input_stats(run_dir, info, rd)
     return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
-                        compile=compile)
+                        compile=compile, input_stats=info.get("input_stats"))
 
 
 def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, out: Path | None = None,
@@ -275,10 +304,13 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
     """`unetseg evaluate [RUN] --scenes DIR`: whole scenes through predict's path, scored per scene and pooled.
     Scenes of the same folder that the run trained on are left out."""
     from .data.scenes import load_scene_set
-    from .evaluate import evaluate_scenes
+    from .evaluation import evaluate_scenes
     from .predict.run import Predictor
 
     if run_dir is not None:
+        from .zoo import resolve_run
+
+        run_dir = resolve_run(run_dir)
         read_run_info(run_dir)
     scene_set = load_scene_set(scenes)
     predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)

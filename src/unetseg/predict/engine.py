@@ -14,7 +14,7 @@ and wait at every barrier (bench/predict_scene.py; docs/predict.md).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..data.folder import resize_to
 from ..infer import predict_probs, to_input
+from ..ood import image_features
 from ..runtime import Runtime
 from .sources import Source
 from .tiling import Axis, RowBlender, axis_windows, fill_from_nearest
@@ -63,23 +64,26 @@ class Stats:
     model_tiles: int = 0  # tiles with at least one valid pixel (the others skip the model)
     seconds: float = 0.0
     model_seconds: float = 0.0
+    features: list = field(default_factory=list)  # each model tile's colour statistics (ood.image_features)
 
 
 def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)
-                ) -> Iterator[tuple[int, int, int, np.ndarray | None, np.ndarray]]:
-    """(row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask);
-    the grid's windows are relative to `origin` (row, column) in the source."""
+                ) -> Iterator[tuple[int, int, int, np.ndarray | None, np.ndarray, np.ndarray | None]]:
+    """(row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask,
+    model-size valid mask or None when all valid); the windows are relative to `origin` (row, column)."""
     mh, mw = grid.model_shape
     for r, y0 in enumerate(grid.rows.starts):
         for c, x0 in enumerate(grid.cols.starts):
             raw, valid = source.read(origin[0] + y0, origin[1] + x0, grid.rows.size, grid.cols.size)
             if not valid.any():
-                yield r, x0, c, None, valid
+                yield r, x0, c, None, valid, None
                 continue
             pixels = source.to_uint8(resize_to(raw, mh, mw))  # resize first: scaling touches fewer pixels
+            model_valid = None
             if not valid.all():
-                pixels = fill_from_nearest(pixels, resize_to(valid, mh, mw))
-            yield r, x0, c, pixels, valid
+                model_valid = resize_to(valid, mh, mw)
+                pixels = fill_from_nearest(pixels, model_valid)
+            yield r, x0, c, pixels, valid, model_valid
 
 
 class Segmenter:
@@ -125,7 +129,7 @@ class Segmenter:
             wy = torch.from_numpy(np.stack([grid.rows.weights[b[0]] for b in batch]))
             wx = torch.from_numpy(np.stack([grid.cols.weights[b[2]] for b in batch]))
             planes = (probs * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
-            for (r, x0, _, _, valid), p in zip(batch, planes):
+            for (r, x0, _, _, valid, _), p in zip(batch, planes):
                 while blender.row < r:  # every tile of the rows above is in: hand them over
                     emit()
                 blender.add_weighted(p, x0, valid)
@@ -141,6 +145,8 @@ class Segmenter:
         with tqdm(total=len(grid), desc=source.path.name, unit="tile", disable=not progress, leave=False) as bar:
             for item in _read_tiles(source, grid, (wy, wx)):
                 if item[3] is not None:  # tiles that are all no-data add nothing
+                    stats.features.append(image_features(item[3][None], None if item[5] is None else
+                                                         item[5][None])[0])
                     batch.append(item)
                     if len(batch) >= self.batch_size:
                         flush()

@@ -34,16 +34,21 @@ class Counts:
     num_classes: int
     per_class: np.ndarray = field(init=False)
     nodata: int = 0
+    entropy_bits: float = 0.0  # summed binary entropy of the water probability over the valid pixels
 
     def __post_init__(self):
         self.per_class = np.zeros(max(2, self.num_classes), np.int64)
 
-    def add(self, classes: np.ndarray, valid: np.ndarray) -> None:
+    def add(self, classes: np.ndarray, valid: np.ndarray, probs: np.ndarray | None = None) -> None:
         all_valid = bool(valid.all())
         for k in range(len(self.per_class)):
             hit = classes == k
             self.per_class[k] += np.count_nonzero(hit if all_valid else hit & valid)
         self.nodata += int(valid.size - np.count_nonzero(valid))
+        if probs is not None and probs.shape[0] == 1:
+            from ..ood import mean_entropy
+
+            self.entropy_bits += mean_entropy(probs[0], valid)[0]
 
     @property
     def valid(self) -> int:
@@ -109,16 +114,20 @@ def to_cog(src: Path, dst: Path) -> None:
 
 
 class ArrayCollector:
-    """Keeps the whole class map and probability of an image that fits in memory (plain images)."""
+    """Keeps the whole class map and probability of an image that fits in memory (plain images); with `planes`,
+    every probability plane too (the API's output)."""
 
-    def __init__(self, height: int, width: int):
+    def __init__(self, height: int, width: int, planes: int = 0):
         self.classes = np.zeros((height, width), np.uint8)
         self.prob = np.zeros((height, width), np.float32)
         self.valid = np.zeros((height, width), bool)
+        self.probs = np.zeros((planes, height, width), np.float32) if planes else None
 
     def write(self, y0: int, classes: np.ndarray, probs: np.ndarray, valid: np.ndarray) -> None:
         n = classes.shape[0]
         self.classes[y0:y0 + n], self.prob[y0:y0 + n], self.valid[y0:y0 + n] = classes, confidence(probs), valid
+        if self.probs is not None:
+            self.probs[:, y0:y0 + n] = probs
 
 
 def mask_png(classes: np.ndarray, valid: np.ndarray, num_classes: int) -> Image.Image:

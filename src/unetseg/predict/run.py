@@ -27,7 +27,7 @@ from .vectors import SUFFIXES, Polygonizer, VectorWriter
 GDAL_CACHE_MB = 64
 SUMMARY_FIELDS = ["input", "kind", "width", "height", "crs", "ground_resolution_m", "scale", "scale_from", "tiles",
                   "seconds", "tiles_per_s", "valid_pixels", "nodata_pixels", "water_pixels", "water_fraction",
-                  "water_area", "area_unit", "polygons", "outputs", "error"]
+                  "water_area", "area_unit", "polygons", "unlike_training", "mean_entropy", "outputs", "error"]
 MAX_SCALE, MIN_SCALE = 16.0, 0.01
 
 
@@ -69,7 +69,8 @@ def choose_scale(cfg: PredictConfig, source: Source, image_size: int, auto: floa
 def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
     """Where each output of one input goes: OUT/<stem>_mask.tif and _water.geojson, or _mask.png and friends."""
     if is_raster(file):
-        names = {"mask": "_mask.tif", "vectors": f"_water{SUFFIXES[cfg.vectors]}" if cfg.vectors != "none" else ""}
+        names = {"mask": "_mask.tif", "vectors": f"_water{SUFFIXES[cfg.vectors]}" if cfg.vectors != "none" else "",
+                 "overlay": "_overlay.png" if cfg.quicklook else ""}
     else:
         names = {"mask": "_mask.png", "overlay": "_overlay.png", "probability": "_probability.png" if cfg.probabilities
                  else ""}
@@ -87,6 +88,9 @@ class Predictor:
         if cfg.method != "unet":
             self._index(cfg.method)
             return
+        from ..zoo import resolve_run
+
+        run_dir = resolve_run(run_dir)
         info_path = Path(run_dir) / "run.json"
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
         model, ck = load_checkpoint(weights, rt.device)
@@ -169,7 +173,28 @@ class Predictor:
         return {"tiles": stats.tiles, "seconds": round(stats.seconds, 2),
                 "tiles_per_s": round(stats.tiles / max(stats.seconds, 1e-9), 2), "valid_pixels": counts.valid,
                 "nodata_pixels": counts.nodata, "water_pixels": water,
-                "water_fraction": round(water / counts.valid, 6)}
+                "water_fraction": round(water / counts.valid, 6), **self.judge(file, stats, counts)}
+
+    @property
+    def segmenter_planes(self) -> int:
+        return 1 if self.model_cfg.num_classes == 1 else self.model_cfg.num_classes
+
+    def judge(self, file: Path, stats: Stats, counts: Counts) -> dict:
+        """How unlike the training images the input looks (tiles' colour statistics, when the run recorded its
+        own) and how unsure the model was (mean entropy); a warning line above the run's threshold."""
+        from ..ood import distance
+
+        out: dict = {"mean_entropy": round(counts.entropy_bits / counts.valid, 4)
+                     if self.model_cfg.num_classes == 1 and self.cfg.method == "unet" else ""}
+        ref = self.run_info.get("input_stats")
+        out["unlike_training"] = ""
+        if ref and stats.features:
+            score = float(np.mean(distance(ref, np.stack(stats.features))))
+            out["unlike_training"] = round(score, 3)
+            if score > ref["threshold"]:
+                self.log(f"warning: {file.name} looks unlike the images the model was trained on (distance "
+                         f"{score:.1f} > {ref['threshold']:.1f}, docs/scenes.md): check its result")
+        return out
 
     def scale_for(self, source: Source, ground_resolution: float | None) -> tuple[tuple[float, float], str]:
         if self.cfg.method != "unet":
@@ -177,14 +202,16 @@ class Predictor:
         return choose_scale(self.cfg, source, self.image_size, self.auto_scale, self.model_gsd,
                             ground_resolution or self.cfg.gsd)
 
-    def collect(self, source: Source, scale: tuple[float, float]) -> tuple[ArrayCollector, Stats, Counts]:
-        """Segment a source that fits in memory: whole class map, probability and valid mask."""
-        keep = ArrayCollector(source.height, source.width)
+    def collect(self, source: Source, scale: tuple[float, float], full: bool = False
+                ) -> tuple[ArrayCollector, Stats, Counts]:
+        """Segment a source that fits in memory: whole class map, probability and valid mask (`full`: every
+        probability plane as well)."""
+        keep = ArrayCollector(source.height, source.width, self.segmenter_planes if full else 0)
         counts = Counts(self.model_cfg.num_classes)
 
         def sink(y0, probs, valid):
             classes = class_map(probs, self.cfg.threshold)
-            counts.add(classes, valid)
+            counts.add(classes, valid, probs)
             keep.write(y0, classes, probs, valid)
 
         stats = self.segmenter.run(source, scale, sink, self.progress)
@@ -239,7 +266,7 @@ class Predictor:
 
             def sink(y0, probs, valid):
                 classes = class_map(probs, cfg.threshold)
-                counts.add(classes, valid)
+                counts.add(classes, valid, probs)
                 writer.write(y0, classes, probs, valid)
                 water = (classes == self.water) & valid
                 totals["area"] += ground.area(y0, water)
@@ -252,10 +279,25 @@ class Predictor:
                 take(polygons.close())
                 vectors.close()
             writer.close()
+            if "overlay" in paths:
+                quicklook(source, tiled, self.water).save(stack.enter_context(atomic_path(paths["overlay"])),
+                                                          format="PNG")
             to_cog(tiled, tmp_mask)
         row.update({"water_area": round(totals["area"], 2), "area_unit": ground.unit,
                     "polygons": totals["polygons"] if polygons is not None else ""})
         return row
+
+
+def quicklook(source: RasterSource, mask: Path, water: int, side: int = 2048):
+    """The water over the image, shrunk to at most `side` pixels: a picture of a raster's result."""
+    import rasterio
+
+    k = max(1, int(np.ceil(max(source.height, source.width) / side)))
+    h, w = max(1, source.height // k), max(1, source.width // k)
+    with rasterio.open(mask) as m:
+        classes = m.read(1, out_shape=(h, w))
+    valid = classes != 255
+    return overlay_png(source.thumbnail(h, w)[..., :3], (classes == water) & valid, valid)
 
 
 def vector_crs(cfg: PredictConfig) -> str:
@@ -286,8 +328,9 @@ def describe(row: dict) -> str:
             f"({row['tiles_per_s']:.1f} tiles/s); water {100 * row['water_fraction']:.2f}%{area}")
 
 
-def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt: Runtime, overwrite: bool = False,
-            progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictConfig, rt: Runtime,
+            overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+            predictor: Predictor | None = None) -> list[dict]:
     """Segment every input into OUT; write OUT/predictions.csv and .json. Bad inputs are reported and skipped,
     then the call fails with a count of them (after the good ones are written).
 
@@ -304,7 +347,7 @@ def predict(run_dir: Path, inputs: list[Path], out: Path, cfg: PredictConfig, rt
     earlier = earlier_rows(summary, files, overwrite)
     import rasterio
 
-    predictor = Predictor(run_dir, cfg, rt, progress, log)
+    predictor = predictor or Predictor(run_dir, cfg, rt, progress, log)
     out.mkdir(parents=True, exist_ok=True)
     rows, t0 = [], time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):  # GDAL's default is 5% of RAM, and it fills it

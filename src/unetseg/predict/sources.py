@@ -314,6 +314,16 @@ class RasterSource(Source):
     def to_uint8(self, raw: np.ndarray) -> np.ndarray:
         return to_model_range(raw, self.lo, self.hi)
 
+    def thumbnail(self, height: int, width: int) -> np.ndarray:
+        """The model's view of the whole raster at height x width (nearest), as (h, w, C) uint8: for quicklooks."""
+        raw = self.ds.read(self.bands, out_shape=(len(self.bands), height, width))
+        if self.palette is not None:
+            return self.palette[raw[0]][..., :3]
+        pixels = np.moveaxis(raw, 0, -1)
+        if pixels.shape[-1] < self.channels:
+            pixels = np.repeat(pixels, self.channels, axis=-1)
+        return self.to_uint8(pixels)
+
     def close(self) -> None:
         self.ds.close()
 

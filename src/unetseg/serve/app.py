@@ -72,6 +72,11 @@ class Segmentation(BaseModel):
     valid_pixels: int
     water_area_m2: float | None = Field(description="for georeferenced GeoTIFFs; null otherwise")
     crs: str | None
+    unlike_training: float | None = Field(description="distance of the image's colour statistics from the training "
+                                                      "images' (docs/scenes.md); above unlike_threshold: unlike them")
+    unlike_threshold: float | None
+    mean_entropy: float | None = Field(description="the model's doubt: mean binary entropy of the water "
+                                                   "probability, 0..1 bit")
     tiles: int
     seconds: float
     image_png: str = Field(description="base64 PNG: the image as the model saw it (RGB)")
@@ -145,8 +150,10 @@ class _TooLarge(StarletteHTTPException):
 
 def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(), limits: Limits = Limits(),
                log=print) -> FastAPI:
-    """The FastAPI app for one run; the model is loaded once here."""
-    run_dir = Path(run_dir)
+    """The FastAPI app for one run (or a shipped model's name); the model is loaded once here."""
+    from ..zoo import resolve_run
+
+    run_dir = resolve_run(run_dir)
     predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
     model_lock = threading.Lock()
     metrics_path = run_dir / "metrics.json"
@@ -218,6 +225,8 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             source.close()
         if counts.valid == 0:
             raise DataError(f"{name}: every pixel is no-data; nothing to segment")
+        judged = predictor.judge(Path(name), stats, counts)
+        ref = predictor.run_info.get("input_stats")
         classes = keep.classes if threshold == cfg.threshold or predictor.model_cfg.num_classes > 1 else \
             (keep.prob > threshold).astype(np.uint8)
         water = (classes == predictor.water) & keep.valid
@@ -230,6 +239,9 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             water_fraction=round(float(water.sum()) / counts.valid, 6), water_pixels=int(water.sum()),
             valid_pixels=counts.valid, water_area_m2=round(area, 2) if area is not None else None,
             crs=crs.to_string() if crs is not None else None, tiles=stats.tiles,
+            unlike_training=judged["unlike_training"] if judged["unlike_training"] != "" else None,
+            unlike_threshold=round(ref["threshold"], 3) if ref else None,
+            mean_entropy=judged["mean_entropy"] if judged["mean_entropy"] != "" else None,
             seconds=round(time.perf_counter() - t0, 3), image_png=_b64png(Image.fromarray(rgb3, "RGB")),
             mask_png=_b64png(mask_png(classes, keep.valid, predictor.model_cfg.num_classes)),
             overlay_png=_b64png(overlay_png(rgb3, water, keep.valid)), probability_png=_b64png(prob))

@@ -44,6 +44,20 @@ def evaluate_chips(model, chips: Chips, rt: Runtime, batch_size: int = 32, thres
     return scores, pred
 
 
+def unlike_summary(distance: np.ndarray, iou: np.ndarray, threshold: float) -> dict:
+    """How often the unlike-the-training-data warning fires, and how the distance relates to IoU (Spearman's
+    rank correlation; per-image IoU of images with no water in truth or prediction is NaN and left out)."""
+    from scipy.stats import spearmanr
+
+    fires = distance > threshold
+    ok = np.isfinite(iou) & np.isfinite(distance)
+    rho = float(spearmanr(distance[ok], iou[ok]).statistic) if ok.sum() > 2 else float("nan")
+    mean = (lambda m: round(float(np.nanmean(iou[m])), 4) if (m & ok).any() else None)
+    return {"threshold": round(threshold, 3), "fires": int(fires.sum()), "of": int(len(distance)),
+            "spearman_distance_vs_iou": round(rho, 3), "mean_iou_when_fired": mean(fires),
+            "mean_iou_otherwise": mean(~fires)}
+
+
 def sample_indices(n: int, k: int = 6, seed: int = 0) -> np.ndarray:
     """A fixed sample of k test chips for the figure (sorted, reproducible)."""
     return np.sort(np.random.default_rng(seed).choice(n, size=min(k, n), replace=False))
@@ -51,7 +65,7 @@ def sample_indices(n: int, k: int = 6, seed: int = 0) -> np.ndarray:
 
 def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "best", batch_size: int = 32,
                  figure_samples: int = 6, class_names: list[str] | None = None, tta: str = "none",
-                 compile: bool = False, log: Callable[[str], None] = print) -> dict:
+                 compile: bool = False, log: Callable[[str], None] = print, input_stats: dict | None = None) -> dict:
     """Evaluate RUN/<checkpoint> on the test chips; write metrics.json (metrics-tta-MODE.json with TTA) and figures."""
     weights = resolve_checkpoint(run_dir, checkpoint)
     model, info = load_checkpoint(weights, rt.device)
@@ -68,8 +82,14 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     if num_classes == 2:
         ious = per_image_iou(pred, np.asarray(test.masks))
         result["per_image_water_iou"] = distribution(ious)
-        rows = "stem,water_iou,true_water_fraction,pred_water_fraction\n" + "".join(
-            f"{s},{v:.4f},{np.asarray(test.masks[i]).mean():.4f},{pred[i].mean():.4f}\n"
+        unlike = np.full(len(ious), np.nan)
+        if input_stats:
+            from .ood import distance, image_features
+
+            unlike = distance(input_stats, image_features(np.asarray(test.images)))
+            result["unlike_training"] = unlike_summary(unlike, ious, input_stats["threshold"])
+        rows = "stem,water_iou,true_water_fraction,pred_water_fraction,unlike_training\n" + "".join(
+            f"{s},{v:.4f},{np.asarray(test.masks[i]).mean():.4f},{pred[i].mean():.4f},{unlike[i]:.3f}\n"
             for i, (s, v) in enumerate(zip(test.stems, ious)))
         write_text_atomic(run_dir / f"per_image{suffix}.csv", rows)
         plot_histogram(ious, run_dir / f"per_image_iou{suffix}.png")
@@ -122,8 +142,10 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
         for a in (acc, pooled):
             a.update(torch.from_numpy(pred[scored]), torch.from_numpy(truth[scored]))
         s = scores_from_confusion(acc.matrix(), ["background", "water"])
+        judged = predictor.judge(scene.image, stats, counts)
         rows.append({"scene": scene.name, "mean_iou": round(s["mean_iou"], 4),
                      "water_iou": round(s.get("water_iou", float("nan")), 4),
+                     "unlike_training": judged["unlike_training"], "mean_entropy": judged["mean_entropy"],
                      "true_water": round(float(truth[scored].mean()) if scored.any() else 0.0, 4),
                      "predicted_water": round(float(pred[scored].mean()) if scored.any() else 0.0, 4),
                      "scored_pixels": int(scored.sum()), "scale": round(scale[0], 4), "scale_from": how,
@@ -142,8 +164,12 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
               "mean_of_scene_mean_iou": round(float(np.mean([r["mean_iou"] for r in rows])), 4),
               "worst_scene": min(rows, key=lambda r: r["mean_iou"])["scene"],
               "confusion_matrix": pooled.matrix().tolist(), "per_scene": rows}
-    fields = ["scene", "mean_iou", "water_iou", "true_water", "predicted_water", "scored_pixels", "scale", "scale_from",
-              "seconds"]
+    ref = predictor.run_info.get("input_stats")
+    if ref and all(r["unlike_training"] != "" for r in rows):
+        result["unlike_training"] = unlike_summary(np.array([r["unlike_training"] for r in rows], float),
+                                                   np.array([r["mean_iou"] for r in rows]), ref["threshold"])
+    fields = ["scene", "mean_iou", "water_iou", "true_water", "predicted_water", "unlike_training", "mean_entropy",
+              "scored_pixels", "scale", "scale_from", "seconds"]
     write_csv_atomic(out_dir / "per_scene.csv", fields, rows, extrasaction="ignore", lineterminator="\n")
     write_text_atomic(out_dir / "metrics.json", json.dumps(result, indent=1))
     return result

@@ -1,0 +1,98 @@
+"""The Python API: load a run (or a shipped model), segment arrays and files; the CLI runs the same path.
+
+    import unetseg
+    model = unetseg.load("water")                      # the shipped model, or a run folder
+    probs, mask = model.predict(array)                 # (H, W, C) uint8/uint16/float, any size
+    row = model.predict_file("scene.tif", out="out")   # the CLI's outputs for one file
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import PredictConfig
+from .data.errors import DataError
+from .predict.sources import Source, default_range, to_model_range
+
+
+class ArraySource(Source):
+    """An in-memory (H, W, C) array read like a raster: values scaled by the value range (predict's rule: 8-bit
+    as is, other integers as Sentinel-2 reflectance x 10000 mapped 0..4000, floats 0..0.4), NaN as no-data."""
+
+    def __init__(self, array: np.ndarray, channels: int, value_range: str | tuple[float, float] = "auto",
+                 name: str = "array"):
+        a = np.asarray(array)
+        if a.ndim == 2:
+            a = a[..., None]
+        if a.ndim != 3:
+            raise DataError(f"{name}: expected an (H, W) or (H, W, C) array, got shape {a.shape}")
+        if a.shape[-1] == 1 and channels == 3:
+            a = np.repeat(a, 3, axis=-1)  # grey, as training reads grey images
+        if a.shape[-1] != channels:
+            raise DataError(f"{name}: has {a.shape[-1]} channel(s) but the model needs {channels}")
+        if value_range == "percentile":
+            finite = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a.ravel()
+            lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+            value_range = (float(lo), float(max(hi, lo + 1e-6)))
+        self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
+        self.array = a
+        self.valid = np.isfinite(a).any(axis=-1) if np.issubdtype(a.dtype, np.floating) else None
+        super().__init__(Path(name), a.shape[0], a.shape[1], channels)
+        self.all_valid = self.valid is None
+
+    def read(self, y0, x0, h, w):
+        valid = np.ones((h, w), bool) if self.valid is None else self.valid[y0:y0 + h, x0:x0 + w]
+        return self.array[y0:y0 + h, x0:x0 + w], valid
+
+    def to_uint8(self, raw: np.ndarray) -> np.ndarray:
+        return to_model_range(raw, self.lo, self.hi)
+
+
+class Model:
+    """A loaded run or shipped model, ready to segment arrays and files."""
+
+    def __init__(self, run: str | Path, device: str = "auto", precision: str = "auto", **settings: Any):
+        from .predict.run import Predictor
+        from .runtime import select_runtime
+
+        self.settings = PredictConfig(**settings)
+        self.runtime = select_runtime(precision, device)
+        self._predictor = Predictor(Path(run), self.settings, self.runtime, progress=False, log=lambda m: None)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._predictor.class_names)
+
+    @property
+    def info(self) -> dict:
+        """The run's recipe, data description, training resolution and more (its run.json)."""
+        return dict(self._predictor.run_info)
+
+    def predict(self, array: np.ndarray, value_range: str | tuple[float, float] = "auto",
+                gsd: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (H, W) float32 for a binary model or (K, H, W), class map (H, W) uint8) of an image
+        array of any size, tiled, scaled (`gsd`: its metres per pixel, for --scale auto) and blended as the CLI
+        does. No-data (NaN) pixels get class 255."""
+        source = ArraySource(array, self._predictor.model_cfg.in_channels, value_range)
+        scale, _ = self._predictor.scale_for(source, gsd)
+        keep, _, _ = self._predictor.collect(source, scale, full=True)
+        classes = np.where(keep.valid, keep.classes, 255).astype(np.uint8)
+        probs = keep.probs[0] if keep.probs.shape[0] == 1 else keep.probs
+        return probs, classes
+
+    def predict_file(self, path: str | Path, out: str | Path, overwrite: bool = False) -> dict:
+        """The CLI's outputs for one image or raster into OUT (mask, polygons, summary); its summary row."""
+        from .predict.run import predict
+
+        rows = predict(None, [Path(path)], Path(out), self.settings, self.runtime, overwrite, progress=False,
+                       log=lambda m: None, predictor=self._predictor)
+        return rows[0]
+
+
+def load(run: str | Path, device: str = "auto", precision: str = "auto", **settings: Any) -> Model:
+    """A run folder made by `unetseg train`, or a shipped model's name ("water"). `settings` are predict's
+    options (tile, overlap, threshold, tta, scale, bands, value_range, vectors, ...)."""
+    return Model(run, device, precision, **settings)

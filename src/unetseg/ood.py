@@ -1,0 +1,57 @@
+"""How unlike the training data an input looks: a colour-statistics distance, and the model's own doubt.
+
+The training images' look is summarised by each image's channel means and standard deviations (values in
+0..1, as the model sees them). Their mean and covariance are kept in run.json (`input_stats`). An input's
+distance is the Mahalanobis distance of its tiles' statistics from that distribution, averaged over its
+tiles; above `threshold` (the 99th percentile of the training images' own distances) predict warns that the
+input is unlike anything the model was trained on. Beside it, the mean binary entropy of the predicted
+water probability (0: sure everywhere, 1 bit: a coin toss everywhere) says how unsure the model was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RIDGE = 1e-4  # added to the covariance's diagonal: a channel that never varies must not divide by zero
+PERCENTILE = 99.0
+
+
+def image_features(images: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(N, H, W, C) uint8 images (and optional (N, H, W) bool valid masks) -> (N, 2C): channel means, stds."""
+    x = np.asarray(images, np.float32) / 255.0
+    if valid is None:
+        return np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+    w = np.asarray(valid, np.float32)[..., None]
+    n = np.maximum(w.sum(axis=(1, 2)), 1.0)
+    mean = (x * w).sum(axis=(1, 2)) / n
+    var = ((x - mean[:, None, None]) ** 2 * w).sum(axis=(1, 2)) / n
+    return np.concatenate([mean, np.sqrt(var)], axis=1)
+
+
+def fit_stats(features: np.ndarray) -> dict:
+    """The training images' feature distribution and the warning threshold, as plain lists for run.json."""
+    mean = features.mean(axis=0)
+    cov = np.cov(features, rowvar=False) + RIDGE * np.eye(features.shape[1])
+    inv = np.linalg.inv(cov)
+    d = mahalanobis(features, mean, inv)
+    return {"features": "per-image channel means and standard deviations (0..1)", "mean": mean.tolist(),
+            "inverse_covariance": inv.tolist(), "threshold": float(np.percentile(d, PERCENTILE)),
+            "threshold_is": f"the {PERCENTILE:g}th percentile of the {len(features)} training images' distances",
+            "train_median": float(np.median(d))}
+
+
+def mahalanobis(features: np.ndarray, mean: np.ndarray, inverse_covariance: np.ndarray) -> np.ndarray:
+    diff = np.asarray(features, np.float64) - np.asarray(mean)
+    return np.sqrt(np.einsum("ij,jk,ik->i", diff, np.asarray(inverse_covariance), diff).clip(min=0))
+
+
+def distance(stats: dict, features: np.ndarray) -> np.ndarray:
+    """Each row's distance from the training images (see fit_stats)."""
+    return mahalanobis(features, np.array(stats["mean"]), np.array(stats["inverse_covariance"]))
+
+
+def mean_entropy(probs: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
+    """(sum of binary entropies in bits over the valid pixels, their count) of a (n, W) water probability."""
+    p = np.clip(probs[valid].astype(np.float64), 1e-6, 1 - 1e-6)
+    h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return float(h.sum()), int(h.size)
