@@ -34,12 +34,9 @@ def synth_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """The real water-bodies dataset: UNETSEG_DATA or ../shared/data/water-bodies (required in CI)."""
-    path = Path(os.environ.get("UNETSEG_DATA") or REPO.parent / "shared" / "data" / "water-bodies")
-    if not (path / "Images").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"real data not found at {path}: set UNETSEG_DATA (CI must run the real-data tests)")
-        pytest.skip(f"real data not found at {path} (set UNETSEG_DATA)")
-    return path
+    from helpers import shared_dataset
+
+    return shared_dataset("water-bodies", "UNETSEG_DATA")
 
 
 def _train(data: Path, out: Path, recipe, limit: int | None = None) -> Path:

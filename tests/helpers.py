@@ -19,3 +19,18 @@ def png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def shared_dataset(name: str, env: str | None = None):
+    """../shared/data/NAME (or $ENV): required in CI, skipped elsewhere when missing."""
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(os.environ.get(env or "") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / name)
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} not found at {path}" + (f": set {env}" if env else "") +
+                        " (CI must run the real-data tests)")
+        pytest.skip(f"{name} not found at {path}")
+    return path

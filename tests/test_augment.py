@@ -4,7 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unetseg.augment import Augment, AugmentConfig
+from unetseg.augment import Augment
+from unetseg.config import AugmentConfig
 from unetseg.data.synth import smooth_noise
 from unetseg.infer import _unview, _view, predict_probs, tta_views
 from unetseg.runtime import select_runtime

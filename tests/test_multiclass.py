@@ -132,3 +132,48 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     assert "| 10.0 |" in format_table(rows, "run", markdown=True)
     with pytest.raises(ValueError, match="cannot sort by 'x'"):
         format_table(rows, "x")
+
+
+def test_water_that_is_not_class_1_is_water_in_predict_serve_and_the_api(mc_data, tmp_path):
+    """run.json keeps the dataset's classes; predict, serve and the API must find "water" by name (here class 2),
+    never assume class 1."""
+    import shutil
+
+    import rasterio
+    from fastapi.testclient import TestClient
+    from rasterio.transform import from_origin
+
+    import unetseg as package
+    from helpers import unetseg
+    from unetseg.serve.app import create_app
+
+    data = tmp_path / "reordered"
+    shutil.copytree(mc_data, data)
+    spec = (data / "dataset.yaml").read_text().splitlines()
+    head, classes = spec[:3], spec[3:]
+    (data / "dataset.yaml").write_text("\n".join(head + [classes[0], classes[2], classes[1], classes[3]]) + "\n")
+    run = tmp_path / "run"
+    run_train(data, run, TINY, select_runtime("fp32"), progress=False, log=lambda s: None)
+    img = np.load(next((data / "Images").glob("*.npy")))
+    tif = tmp_path / "scene.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=img.shape[1], height=img.shape[0], count=4, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(400000, 5200000, 10, 10), photometric="MINISBLACK") as ds:
+        ds.write(np.moveaxis(img, -1, 0))  # not RGBA: GDAL would make a 4-band byte GeoTIFF's last band alpha
+        for i, name in enumerate(["red", "green", "blue", "nir"], 1):
+            ds.set_band_description(i, name)
+    r = unetseg("predict", run, tif, "--out", tmp_path / "out", "--scale", "fit", "-q")
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(tmp_path / "out" / "scene_mask.tif") as m:
+        classes_map = m.read(1)
+    row = json.loads((tmp_path / "out" / "predictions.json").read_text())["inputs"][0]
+    assert (classes_map == 2).sum() > 0 and row["water_pixels"] == int((classes_map == 2).sum())
+    fc = json.loads((tmp_path / "out" / "scene_water.geojson").read_text())
+    assert row["polygons"] == len(fc["features"]) > 0
+    model = package.load(run, scale="fit")
+    assert model.classes == ["land", "vegetation", "water", "built-up"]
+    assert model.predict_file(tif, out=tmp_path / "api")["water_pixels"] == row["water_pixels"]
+    from unetseg.config import PredictConfig
+
+    client = TestClient(create_app(run, select_runtime("auto"), PredictConfig(scale="fit"), log=lambda m: None))
+    reply = client.post("/v1/segment", files={"image": ("scene.tif", tif.read_bytes(), "image/tiff")}).json()
+    assert reply["water_pixels"] == row["water_pixels"]

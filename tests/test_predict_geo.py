@@ -206,7 +206,7 @@ def test_sentinel2_bands_are_found_by_their_names(tiny_run, tmp_path):
             ds.set_band_description(i, n)
     unnamed = write_tif(tmp_path / "unnamed.tif", data)
     out = tmp_path / "out"
-    r = unetseg("predict", tiny_run, path, "--out", out, "-q")
+    r = unetseg("predict", tiny_run, path, "--out", out)
     assert r.returncode == 0, r.stderr
     assert "bands 4,3,2 of 13 by their names (B4 as red, B3 as green, B2 as blue)" in r.stdout
     r2 = unetseg("predict", tiny_run, path, "--out", tmp_path / "explicit", "--bands", "4,3,2", "-q")

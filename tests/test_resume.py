@@ -128,7 +128,7 @@ def _train_in_process(synth_data, out, **changes):
 
 def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_data, tmp_path, monkeypatch):
     import unetseg.training as train_module
-    from unetseg.data.errors import DataError
+    from unetseg.errors import DataError
 
     calls = {"validated": False, "steps": 0}
     real = train_module.loss_fn
@@ -154,7 +154,7 @@ def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_dat
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(synth_data, tmp_path, monkeypatch):
     import unetseg.checkpoint as ck
-    from unetseg.data.errors import DataError
+    from unetseg.errors import DataError
 
     real = ck.save_file
     saves = {"n": 0}

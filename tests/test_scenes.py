@@ -4,17 +4,15 @@ training with scene crops, the water-index yardstick, and the unlike-the-trainin
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from PIL import Image
-from rasterio.transform import from_origin
 
-from helpers import unetseg
-from test_predict import UTM, write_tif
+from helpers import shared_dataset, unetseg
+from test_predict import write_tif
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,12 +222,7 @@ def test_an_input_unlike_the_training_images_is_scored_and_warned_about(tiny_run
 
 
 def esw_scenes() -> Path:
-    path = Path(os.environ.get("UNETSEG_SCENES") or REPO.parent / "shared" / "data" / "esw-scenes")
-    if not (path / "Images").is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"esw-scenes not found at {path} (CI must run the real-data tests)")
-        pytest.skip(f"esw-scenes not found at {path}")
-    return path
+    return shared_dataset("esw-scenes", "UNETSEG_SCENES")
 
 
 @pytest.mark.realdata

@@ -16,7 +16,7 @@ from PIL import Image
 
 from unetseg.checkpoint import load_checkpoint
 from unetseg.config import SplitConfig
-from unetseg.data.errors import DataError
+from unetseg.errors import DataError
 from unetseg.data.split import make_split
 from unetseg.io import output_file
 from helpers import png_header_only, unetseg

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .config import PredictConfig
-from .data.errors import DataError
+from .errors import DataError
 from .predict.sources import Source, default_range, to_model_range
 
 
@@ -80,7 +80,7 @@ class Model:
         scale, _ = self._predictor.scale_for(source, gsd)
         keep, _, _ = self._predictor.collect(source, scale, full=True)
         classes = np.where(keep.valid, keep.classes, 255).astype(np.uint8)
-        probs = keep.probs[0] if keep.probs.shape[0] == 1 else keep.probs
+        probs = keep.probs[0] if self._predictor.head.binary else keep.probs
         return probs, classes
 
     def predict_file(self, path: str | Path, out: str | Path, overwrite: bool = False) -> dict:

@@ -2,36 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import kornia.augmentation as K
 import torch
 from kornia.constants import DataKey, Resample
 
-
-@dataclass
-class AugmentConfig:
-    flips: bool = True
-    rot90: bool = True
-    scale: tuple[float, float] | None = (0.5, 1.0)  # random resized crop: area fraction kept; None = off
-    crop_p: float = 0.5
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2  # RGB inputs only
-    hue: float = 0.03  # RGB inputs only
-    jitter_p: float = 0.8
-    noise_std: float = 0.0  # Gaussian noise on the [0, 1] image; 0 = off
-    blur_p: float = 0.0
-    blur_sigma: tuple[float, float] = (0.1, 1.0)
-    # for imagery that does not look like the training data (other sensors, renderings, atmospheres)
-    gamma: tuple[float, float] | None = None  # random gamma range, e.g. (0.6, 1.6); None = off
-    gamma_p: float = 0.5
-    channel_gain: float = 0.0  # each channel times 1 +- this (colour balance); 0 = off
-    channel_gain_p: float = 0.5
-    haze: float = 0.0  # blend towards a bright grey-blue veil by up to this fraction; 0 = off
-    haze_p: float = 0.3
-    jpeg: tuple[float, float] | None = None  # JPEG quality range, e.g. (30, 95); None = off
-    jpeg_p: float = 0.3
+from .config import AugmentConfig
 
 
 class Augment(torch.nn.Module):
@@ -91,6 +66,11 @@ class _ResizedCrop(K.RandomResizedCrop):
         return super().forward(input, params=params, **kwargs)
 
 
+def _switch(x: torch.Tensor, p: float) -> torch.Tensor:
+    """(N, 1, 1, 1): 1 for the images of the batch an augmentation applies to (each with probability p), else 0."""
+    return (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < p).float()
+
+
 class _ChannelGain(torch.nn.Module):
     """Each channel of each image times its own factor in [1 - amount, 1 + amount]: another sensor's or
     another rendering's colour balance."""
@@ -101,8 +81,7 @@ class _ChannelGain(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
-        on = (torch.rand(n, 1, 1, 1, device=x.device) < self.p).float()
-        gain = 1 + (torch.rand(n, c, 1, 1, device=x.device) * 2 - 1) * self.amount * on
+        gain = 1 + (torch.rand(n, c, 1, 1, device=x.device) * 2 - 1) * self.amount * _switch(x, self.p)
         return x * gain
 
 
@@ -115,8 +94,7 @@ class _Haze(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
-        on = (torch.rand(n, 1, 1, 1, device=x.device) < self.p).float()
-        t = torch.rand(n, 1, 1, 1, device=x.device) * self.amount * on
+        t = torch.rand(n, 1, 1, 1, device=x.device) * self.amount * _switch(x, self.p)
         veil = 0.75 + 0.1 * torch.rand(n, c, 1, 1, device=x.device)
         if c == 3:
             veil = veil + torch.tensor([-0.05, 0.0, 0.05], device=x.device).view(1, 3, 1, 1)

@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from .augment import Augment, AugmentConfig
+from .augment import Augment
+from .config import AugmentConfig
 from .config import ModelConfig, Recipe
 from .models import build_model
 from .training import loss_fn

@@ -13,7 +13,7 @@ import torch
 
 from .bench import InferStep, TrainStep, data_wait_fraction, forward_gflop, interleaved_images_per_s, matmul_gflops
 from .config import ModelConfig
-from .data.errors import first_line
+from .errors import first_line
 from .models import build_model
 from .runtime import cpu_bf16_native, cpu_model
 

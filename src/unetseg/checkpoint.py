@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import ModelConfig
-from .data.errors import DataError, first_line
-from .io import atomic_path, sha256_file, write_text_atomic
+from .errors import DataError, first_line
+from .io import atomic_path, sha256_file
 from .models import build_model
 
 
@@ -144,15 +144,18 @@ def import_weights(source: Path, out: Path, recipe: Any, overwrite: bool = False
             "source_sha256": sha256_file(source)}
     for tag in ("best", "last"):
         save_checkpoint(out, tag, model, info)
-    write_text_atomic(out / "run.json", json.dumps({"data": "", "recipe": recipe.to_dict(),
-                                                     "imported_from": info["imported_from"]}, indent=1))
+    from .runfolder import RunFolder
+
+    RunFolder(out).write_info({"data": "", "recipe": recipe.to_dict(), "imported_from": info["imported_from"]})
     return info
 
 
 def resolve_checkpoint(run_or_file: str | Path, tag: str = "best") -> Path:
+    from .runfolder import RunFolder
+
     p = Path(run_or_file)
     if p.is_dir():
-        p = p / f"{tag}.safetensors"
+        p = RunFolder(p).checkpoint(tag)
     if not p.exists():
         raise DataError(f"{p}: no such checkpoint")
     return p

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from .config import RECIPES, get_recipe
-from .data.errors import DataError, Interrupted
+from .errors import DataError, Interrupted
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -108,7 +108,8 @@ PrecOpt = typer.Option("auto", "--precision", help=PRECISION_HELP)
 DeviceOpt = typer.Option("auto", "--device", help="auto, cpu or cuda.")
 SkipOpt = typer.Option(False, "--skip-bad", help="Skip unreadable files (listed in run.json) instead of stopping.")
 OverOpt = typer.Option(False, "--overwrite", help="Replace an existing, non-empty output folder.")
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars (they are shown on a terminal only) and no "
+                        "per-file lines; warnings, errors and the totals are still printed.")
 ScenesOpt = typer.Option(None, "--scenes", help="Scenes to cut random training crops from, for recipes that use "
                          "them (general): a folder with Images/ and Masks/, or a scenes yaml (see docs/scenes.md). "
                          "Default: $UNETSEG_SCENES or ../shared/data/esw-scenes.")

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .data.errors import first_line
+from .errors import first_line
 
 
 class CompiledModel(nn.Module):

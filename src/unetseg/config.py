@@ -6,7 +6,32 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .augment import AugmentConfig
+
+@dataclass
+class AugmentConfig:
+    """Which augmentations training applies (augment.Augment builds them with kornia)."""
+
+    flips: bool = True
+    rot90: bool = True
+    scale: tuple[float, float] | None = (0.5, 1.0)  # random resized crop: area fraction kept; None = off
+    crop_p: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2  # RGB inputs only
+    hue: float = 0.03  # RGB inputs only
+    jitter_p: float = 0.8
+    noise_std: float = 0.0  # Gaussian noise on the [0, 1] image; 0 = off
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 1.0)
+    # for imagery that does not look like the training data (other sensors, renderings, atmospheres)
+    gamma: tuple[float, float] | None = None  # random gamma range, e.g. (0.6, 1.6); None = off
+    gamma_p: float = 0.5
+    channel_gain: float = 0.0  # each channel times 1 +- this (colour balance); 0 = off
+    channel_gain_p: float = 0.5
+    haze: float = 0.0  # blend towards a bright grey-blue veil by up to this fraction; 0 = off
+    haze_p: float = 0.3
+    jpeg: tuple[float, float] | None = None  # JPEG quality range, e.g. (30, 95); None = off
+    jpeg_p: float = 0.3
 
 
 @dataclass

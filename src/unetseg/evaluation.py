@@ -16,7 +16,9 @@ from .figures import plot_confusion, plot_histogram, plot_predictions
 from .infer import predict_chips, to_classes
 from .io import write_text_atomic
 from .metrics import ConfusionAccumulator, distribution, per_image_iou, scores_from_confusion
-from .data.errors import DataError
+from .errors import DataError
+from .head import Head
+from .runfolder import RunFolder
 from .runtime import Runtime
 
 SEED_MEAN_IOU = 0.748  # SEED.md: the Keras reference's test mean IoU
@@ -33,8 +35,7 @@ def evaluate_chips(model, chips: Chips, rt: Runtime, batch_size: int = 32, thres
     compile_s = warmup_seconds(model)
     seconds = time.perf_counter() - t0 - (compile_s or 0.0)
     pred = to_classes(probs, threshold)
-    k = probs.shape[1] if probs.ndim == 4 else 2
-    acc = ConfusionAccumulator(k)
+    acc = ConfusionAccumulator(Head(probs.shape[1]).num_classes)
     acc.update(torch.from_numpy(pred), torch.from_numpy(np.asarray(chips.masks)))
     scores = scores_from_confusion(acc.matrix(), class_names)
     scores["tta"] = tta
@@ -74,7 +75,8 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     result = {"checkpoint": weights.name, "epoch": info.get("epoch"), "test_images": len(test.stems),
               "image_size": int(test.images.shape[1]), "threshold": 0.5, "runtime": rt.describe(),
               "seed_mean_iou": SEED_MEAN_IOU, **scores}
-    suffix = "" if tta == "none" else f"-tta-{tta}"
+    folder = RunFolder(run_dir)
+    suffix = folder.evaluation_suffix(checkpoint, tta)  # never overwrites the best checkpoint's plain figures
     idx = sample_indices(len(test.stems), figure_samples)
     names = [test.stems[i] for i in idx]
     num_classes = len(scores["confusion_matrix"])
@@ -98,7 +100,7 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
                      run_dir / f"test_predictions{suffix}.png", num_classes=num_classes)
     plot_confusion(np.array(scores["confusion_matrix"]), list(scores["per_class_iou"]),
                    run_dir / f"confusion_matrix{suffix}.png")
-    write_text_atomic(run_dir / f"metrics{suffix}.json", json.dumps(result, indent=1))
+    write_text_atomic(folder.metrics_path(checkpoint, tta), json.dumps(result, indent=1))
     return result
 
 

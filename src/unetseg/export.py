@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
-from .data.errors import DataError, first_line
+from .errors import DataError, first_line
 from .io import atomic_path, check_new_file
+from .head import Head
 
 FORMATS = ("onnx",)
 OPSET = 18
@@ -94,7 +95,8 @@ def check_parity(model: nn.Module, onnx_path: Path, channels: int,
             ref = model.float()(x).numpy()
         got = session.run(x.numpy())
         worst = max(worst, float(np.abs(got - ref).max()))
-        a, r = (got > 0, ref > 0) if ref.shape[1] == 1 else (got.argmax(1), ref.argmax(1))
+        head = Head(ref.shape[1])
+        a, r = (head.classes(head.probabilities(torch.from_numpy(v))) for v in (got, ref))
         agree += int((a == r).sum())
         total += a.size
     return {"max_abs_logit_diff": worst, "mask_agreement": agree / total}

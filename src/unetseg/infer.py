@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .head import Head
 from .runtime import Runtime
 
 
@@ -15,12 +16,6 @@ def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.T
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
     x = x.to(device, non_blocking=True).permute(0, 3, 1, 2)
     return x.float().div_(255.0).contiguous(memory_format=torch.channels_last)
-
-
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid of the single channel (-> N, H, W) or softmax over classes (-> N, K, H, W)."""
-    logits = logits.float()
-    return torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
 # (quarter turns, horizontal flip) of each test-time view
@@ -54,7 +49,7 @@ def predict_probs(model: nn.Module, x: torch.Tensor, rt: Runtime, tta: str = "no
     for k, flip in views:
         with rt.autocast():
             logits = model(_view(x, k, flip).contiguous(memory_format=torch.channels_last))
-        p = _unview(probabilities(logits), k, flip)
+        p = _unview(Head(logits.shape[1]).probabilities(logits), k, flip)
         total = p if total is None else total + p
     return total / len(views)
 
@@ -62,14 +57,14 @@ def predict_probs(model: nn.Module, x: torch.Tensor, rt: Runtime, tta: str = "no
 @torch.inference_mode()
 def predict_chips(model: nn.Module, images: np.ndarray, rt: Runtime, batch_size: int = 32,
                   tta: str = "none") -> np.ndarray:
-    """Probabilities for a stack of chips: (N, H, W) float32 for a binary model, (N, K, H, W) otherwise."""
+    """Probabilities (N, K, H, W) float32 of a stack of (N, H, W, C) uint8 chips (K = 1 for a water model)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         out.append(predict_probs(model, to_input(images[i:i + batch_size], rt.device), rt, tta).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
+    return np.concatenate(out) if out else np.zeros((0, 1) + images.shape[1:3], np.float32)
 
 
 def to_classes(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Class map from probabilities: threshold for binary (N, H, W), argmax for (N, K, H, W)."""
-    return (probs > threshold).astype(np.uint8) if probs.ndim == 3 else probs.argmax(axis=1).astype(np.uint8)
+    """(N, K, H, W) probabilities -> (N, H, W) uint8 class maps (head.Head.classes)."""
+    return Head(probs.shape[1]).classes(probs, threshold)

@@ -72,7 +72,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 def check_new_file(path: str | Path, overwrite: bool) -> None:
     """An output file must not exist (a dangling link counts) unless --overwrite; a folder is never replaced.
     With --overwrite the rename replaces a link itself, never the file it points to."""
-    from .data.errors import DataError
+    from .errors import DataError
 
     path = Path(path)
     if path.is_dir():
@@ -83,7 +83,7 @@ def check_new_file(path: str | Path, overwrite: bool) -> None:
 
 def output_file(folder: str | Path, name: str) -> Path:
     """folder/name, refusing any name that would land outside `folder` (separators, '..', absolute paths)."""
-    from .data.errors import DataError
+    from .errors import DataError
 
     if not name or name in (".", "..") or "\0" in name or any(s and s in name for s in ("/", os.sep, os.altsep)):
         raise DataError(f"{name!r}: not usable as a file name inside {folder}")
@@ -92,7 +92,7 @@ def output_file(folder: str | Path, name: str) -> Path:
 
 def check_output_dir(path: str | Path, overwrite: bool) -> None:
     """An output folder must be new or empty unless --overwrite."""
-    from .data.errors import DataError
+    from .errors import DataError
 
     path = Path(path)
     if path.exists() and not path.is_dir():

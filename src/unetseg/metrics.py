@@ -6,8 +6,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-
-IGNORE = 255  # a label value left out of every loss and score (pixels of scenes with no label, or no-data)
+from .head import IGNORE
 
 
 class ConfusionAccumulator:

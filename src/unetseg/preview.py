@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .augment import Augment, AugmentConfig  # noqa: E402
+from .augment import Augment  # noqa: E402
+from .config import AugmentConfig  # noqa: E402
 from .config import Recipe  # noqa: E402
 from .data.cache import load_chips  # noqa: E402
 from .data.folder import scan_folder  # noqa: E402

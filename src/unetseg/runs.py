@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from .runfolder import RunFolder
+
 COLUMNS = ["run", "model", "recipe", "params", "epochs", "train_min", "test_miou", "water_iou", "tta_miou"]
 
 
@@ -17,8 +19,9 @@ def _load(path: Path) -> dict:
 
 
 def run_row(run: Path) -> dict:
-    info = _load(run / "run.json")
-    metrics = _load(run / "metrics.json")
+    folder = RunFolder(run)
+    info = _load(folder.info_path)
+    metrics = _load(folder.metrics_path())
     tta = max((_load(p).get("mean_iou", math.nan) for p in run.glob("metrics-tta-*.json")), default=math.nan)
     r = info.get("recipe", {})
     return {
@@ -32,7 +35,7 @@ def run_row(run: Path) -> dict:
 
 def list_runs(root: Path) -> list[dict]:
     """Every folder under root (root included) that has a run.json."""
-    return [run_row(p.parent) for p in sorted(Path(root).rglob("run.json"))]
+    return [run_row(p.parent) for p in sorted(Path(root).rglob(RunFolder(root).info_path.name))]
 
 
 def format_table(rows: list[dict], sort: str = "test_miou", markdown: bool = False) -> str:

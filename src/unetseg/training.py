@@ -10,60 +10,30 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .augment import Augment
 from .checkpoint import save_checkpoint
-from .data.errors import DataError, Interrupted
+from .errors import DataError, Interrupted
 from .resume import StopRequest, remove_training_state, save_training_state
 from .config import Recipe
 from .data.cache import Chips
 from .infer import to_input
 from .io import write_csv_atomic
-from .metrics import IGNORE, ConfusionAccumulator, scores_from_confusion
+from .head import Head, head_of
+from .metrics import ConfusionAccumulator, scores_from_confusion
 from .models import build_model, count_parameters
 from .distributed import World
+from .runfolder import RunFolder
 from .runtime import Runtime
+from .progress import bar as progress_bar
 
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "seconds", "images_per_s"]
 
 
-def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1.0,
-                   weight: torch.Tensor | None = None) -> torch.Tensor:
-    """1 - soft Dice over the batch, averaged over the classes (probs, onehot: (N, K, H, W); weight (N, 1, H, W)
-    leaves pixels out where it is 0)."""
-    if weight is not None:
-        probs, onehot = probs * weight, onehot * weight
-    dims = (0, 2, 3)
-    inter = (probs * onehot).sum(dims)
-    return 1 - ((2 * inter + eps) / (probs.sum(dims) + onehot.sum(dims) + eps)).mean()
-
-
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-    """BCE on one logit channel (target (N, H, W) in {0, 1}) or cross-entropy over classes; `+dice` adds soft Dice.
-    Pixels labelled IGNORE (255) count in neither."""
-    logits = logits.float()
-    known = target != IGNORE
-    every = bool(known.all())
-    if logits.shape[1] == 1:
-        t = torch.where(known, target, 0).float()
-        if every:
-            loss = F.binary_cross_entropy_with_logits(logits[:, 0], t)
-        else:
-            per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], t, reduction="none")
-            loss = (per_pixel * known).sum() / known.sum().clamp(min=1)
-        if kind.endswith("+dice"):
-            loss = loss + soft_dice_loss(torch.sigmoid(logits), t[:, None], weight=None if every else
-                                         known[:, None].float())
-        return loss
-    loss = F.cross_entropy(logits, target.long(), ignore_index=IGNORE)
-    if kind.endswith("+dice"):
-        onehot = F.one_hot(torch.where(known, target, 0).long(), logits.shape[1]).permute(0, 3, 1, 2).float()
-        loss = loss + soft_dice_loss(torch.softmax(logits, 1), onehot,
-                                     weight=None if every else known[:, None].float())
-    return loss
+    """The loss of these logits (their channel count says binary or multi-class): see head.Head.loss."""
+    return Head(logits.shape[1]).loss(logits, target, kind)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, mode: str):
@@ -95,7 +65,8 @@ def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_c
              loss_kind: str = "bce") -> dict:
     """Mean loss and confusion-matrix scores over a set of chips, predictions thresholded at 0.5."""
     model.eval()
-    acc = ConfusionAccumulator(max(2, num_classes))
+    head = head_of(num_classes)
+    acc = ConfusionAccumulator(head.num_classes)
     total, n = 0.0, 0
     for i in range(0, len(chips.stems), batch_size):
         x = to_input(chips.images[i:i + batch_size], rt.device)
@@ -104,8 +75,7 @@ def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_c
             logits = model(x)
         total += loss_fn(logits, y, loss_kind).item() * len(x)
         n += len(x)
-        pred = (logits[:, 0] > 0) if logits.shape[1] == 1 else logits.argmax(1)
-        acc.update(pred, y)
+        acc.update(head.classes(head.probabilities(logits)), y)
     return {"loss": total / max(n, 1), **scores_from_confusion(acc.matrix())}
 
 
@@ -248,7 +218,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
                 epoch_images = torch.cat([images, torch.from_numpy(more_images)])
                 epoch_masks = torch.cat([masks, torch.from_numpy(more_masks)])
             batches = epoch_batches(len(epoch_images), recipe, epoch, gen, world)
-            bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress,
+            bar = progress_bar(batches, enabled=progress, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch",
                        leave=False, dynamic_ncols=True, initial=skip)
             for step, idx in enumerate(batches[skip:], start=skip):
                 x = to_input(epoch_images[idx], rt.device)
@@ -310,7 +280,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
                 if improved:
                     save_checkpoint(run_dir, "best", model, info)
                 save_checkpoint(run_dir, "last", model, info)
-                write_history(run_dir / "history.csv", history)
+                write_history(RunFolder(run_dir).history_path, history)
             log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
                 f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
                 + ("  *best" if improved else ""))

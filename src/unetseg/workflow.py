@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -14,13 +13,14 @@ import numpy as np
 
 from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
-from .data.errors import DataError
+from .errors import DataError
 from .data.folder import Pair, median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluation import SEED_MEAN_IOU, evaluate_run
 from .io import check_output_dir, remove_stale_temporaries, write_text_atomic
 from .distributed import World
+from .runfolder import RunFolder
 from .runtime import Runtime, cpu_model
 from .training import train
 
@@ -178,7 +178,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(
         recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes))
     if world.main:
-        save_split(out / "split.json", rd.split, split_cfg)
+        save_split(RunFolder(out).split_path, rd.split, split_cfg)
     train_stems = set(rd.split["train"])
     chip_scale = median_chip_scale([p.image for p in rd.pairs if p.stem in train_stems],
                                    recipe.image_size)
@@ -203,7 +203,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
     val, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
     run_info["input_stats"] = training_input_stats(train_chips, extra, count)
     if world.main:
-        write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+        RunFolder(out).write_info(run_info)
     result = train(train_chips, val, recipe, out, rt, progress=progress, log=log,
                    tensorboard_dir=out / "tensorboard" if tensorboard else None, world=world, extra=extra,
                    extra_count=count)
@@ -215,7 +215,7 @@ def _finish_run_info(out: Path, run_info: dict, result: dict, world: World) -> N
     run_info.update(train_seconds=result["seconds"], parameters=result["parameters"],
                     epochs_run=len(result["history"]))
     if world.main:
-        write_text_atomic(out / "run.json", json.dumps(run_info, indent=1))
+        RunFolder(out).write_info(run_info)
     world.barrier()
 
 
@@ -229,28 +229,25 @@ def training_input_stats(train: Chips, extra: Callable | None = None, count: int
     return fit_stats(np.concatenate(features))
 
 
+def recorded_scenes(info: dict, recipe: Recipe, rd: "RunData") -> SceneData | None:
+    """The scenes a run trained on, with the split its run.json records (None for chips-only runs)."""
+    if not info.get("scenes"):
+        return None
+    return load_scene_data(Path(info["scenes"]["data"]), recipe, {k: info["scenes"][k] for k in ("train", "val")},
+                           len(rd.spec.channels))
+
+
 def ensure_input_stats(run_dir: Path, info: dict, rd: "RunData") -> dict:
     """Runs trained before input_stats existed get them now, from their own training data (saved in run.json)."""
     if info.get("input_stats") or "recipe" not in info:
         return info
     recipe = Recipe.from_dict(info["recipe"])
-    scene_data = None
-    if info.get("scenes"):
-        scene_data = load_scene_data(Path(info["scenes"]["data"]), recipe,
-                                     {k: info["scenes"][k] for k in ("train", "val")}, len(rd.spec.channels))
+    scene_data = recorded_scenes(info, recipe, rd)
     train_chips = rd.part("train")
     _, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
     info = {**info, "input_stats": training_input_stats(train_chips, extra, count)}
-    write_text_atomic(Path(run_dir) / "run.json", json.dumps(info, indent=1))
+    RunFolder(run_dir).write_info(info)
     return info
-
-
-def read_run_info(run_dir: Path) -> dict:
-    """RUN/run.json, or a clear error when RUN is not a run folder."""
-    info_path = Path(run_dir) / "run.json"
-    if not info_path.exists():
-        raise DataError(f"{run_dir}: not a run folder (no run.json; make one with `unetseg train`)")
-    return json.loads(info_path.read_text())
 
 
 def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callable[[str], None] = print,
@@ -259,8 +256,8 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
     with the run's own data, split and recipe."""
     from .resume import RESUME_TAG, load_training_state
 
-    info = read_run_info(run_dir)
-    if not (run_dir / f"{RESUME_TAG}.safetensors").exists() and info.get("epochs_run"):
+    info = RunFolder(run_dir).info()
+    if not RunFolder(run_dir).checkpoint(RESUME_TAG).exists() and info.get("epochs_run"):
         raise DataError(f"{run_dir}: training finished ({info['epochs_run']} epochs); there is nothing to resume")
     if world.main:
         for p in remove_stale_temporaries(run_dir):
@@ -271,12 +268,9 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
                         f"--nproc {state['processes']} (the data order depends on it)")
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
-                   split_file=run_dir / "split.json", progress=progress and world.main, limit=info.get("limit"),
+                   split_file=RunFolder(run_dir).split_path, progress=progress and world.main, limit=info.get("limit"),
                    trained=(run_dir, recipe.model))
-    scene_data = None
-    if info.get("scenes"):
-        scene_data = load_scene_data(Path(info["scenes"]["data"]), recipe,
-                                     {k: info["scenes"][k] for k in ("train", "val")}, len(rd.spec.channels))
+    scene_data = recorded_scenes(info, recipe, rd)
     train_chips = rd.part("train")
     val, extra, count = with_scenes(train_chips, rd.part("val"), recipe, scene_data)
     result = train(train_chips, val, recipe, run_dir, rt, progress=progress, log=log, world=world,
@@ -289,10 +283,10 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
 def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
                  progress: bool = True, tta: str = "none", compile: bool = False) -> dict:
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).info()
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
-                   split_file=run_dir / "split.json", progress=progress, trained=(run_dir, recipe.model))
+                   split_file=RunFolder(run_dir).split_path, progress=progress, trained=(run_dir, recipe.model))
     if data is None:  # the run's own training data: what its input statistics describe
         info = ensure_input_stats(run_dir, info, rd)
     return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
@@ -311,7 +305,7 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
         from .zoo import resolve_run
 
         run_dir = resolve_run(run_dir)
-        read_run_info(run_dir)
+        RunFolder(run_dir).info()
     scene_set = load_scene_set(scenes)
     predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
     skip: frozenset[str] = frozenset()
@@ -319,7 +313,7 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
     if trained and Path(trained["data"]).resolve() == scene_set.root.resolve():
         skip = frozenset(trained["train"])
     suffix = "" if cfg.method == "unet" else f"-{cfg.method}"
-    out = Path(out) if out is not None else Path(run_dir) / f"scenes-{scene_set.name}{suffix}"
+    out = Path(out) if out is not None else RunFolder(run_dir).scenes_dir(f"{scene_set.name}{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_scenes(predictor, scene_set, out, skip, log)
     return {**result, "out": str(out)}
@@ -327,7 +321,7 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
 
 def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> Path:
     """report.md: what ran, on what, how long, the scores beside the seed's, and the figures."""
-    info = json.loads((run_dir / "run.json").read_text())
+    info = RunFolder(run_dir).info()
     r = info["recipe"]
     minutes = info.get("train_seconds", 0) / 60
     lines = [
@@ -352,7 +346,7 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
               "", "![per-image IoU](per_image_iou.png)", ""]
     if info.get("data_notes"):
         lines += ["## Data notes", ""] + [f"- {m}" for m in info["data_notes"]] + [""]
-    path = run_dir / "report.md"
+    path = RunFolder(run_dir).report_path
     write_text_atomic(path, "\n".join(lines))
     return path
 

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from .data.errors import DataError
+from .errors import DataError
 
 # name -> (folder inside the package, SHA-256 of its best.safetensors)
 SHIPPED: dict[str, tuple[str, str]] = {}
@@ -35,7 +35,9 @@ def resolve_run(run: str | Path) -> Path:
     found = zoo_dir() / folder
     from .io import sha256_file
 
-    weights = found / "best.safetensors"
+    from .runfolder import RunFolder
+
+    weights = RunFolder(found).checkpoint()
     if not weights.exists():
         raise DataError(f"the shipped model {run!r} is missing from this installation ({weights})")
     if sha256_file(weights) != digest:
@@ -49,27 +51,30 @@ def chip_parity(full: Path, half: Path) -> dict:
 
     from .checkpoint import load_checkpoint
     from .config import Recipe
-    from .infer import predict_chips
+    from .infer import predict_chips, to_classes
     from .runtime import select_runtime
-    from .workflow import load_data, read_run_info
+    from .runfolder import RunFolder
+    from .workflow import load_data
 
-    info = read_run_info(full)
+    info = RunFolder(full).info()
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
-                   split_file=full / "split.json", progress=False)
+                   split_file=RunFolder(full).split_path, progress=False)
     images = np.asarray(rd.part("test").images)
     rt = select_runtime("fp32", "cpu")
-    probs = [predict_chips(load_checkpoint(p / "best.safetensors")[0], images, rt) for p in (full, half)]
-    return {"mask_agreement": float(((probs[0] > 0.5) == (probs[1] > 0.5)).mean()),
+    probs = [predict_chips(load_checkpoint(RunFolder(p).checkpoint())[0], images, rt) for p in (full, half)]
+    classes = [to_classes(p) for p in probs]
+    return {"mask_agreement": float((classes[0] == classes[1]).mean()),
             "max_probability_change": float(np.abs(probs[0] - probs[1]).max()), "parity_images": len(images)}
 
 
 def metrics_table(run_dir: Path) -> str:
     """A Markdown table of every evaluation the run folder holds (test chips, scene sets)."""
+    from .runfolder import RunFolder
+
     lines = ["| evaluation set | images | mean IoU | water IoU |", "|---|---|---|---|"]
-    m = Path(run_dir) / "metrics.json"
-    if m.exists():
-        d = json.loads(m.read_text())
+    d = RunFolder(run_dir).metrics()
+    if d:
         lines.append(f"| water-bodies test chips | {d['test_images']} | {d['mean_iou']:.4f} | {d['water_iou']:.4f} |")
     for p in sorted(Path(run_dir).glob("scenes-*/metrics.json")):
         d = json.loads(p.read_text())
@@ -86,25 +91,25 @@ def ship(run_dir: Path, name: str, version: int, out: Path, card: str, overwrite
     `mask_agreement`; below 0.999 nothing is written."""
     from .checkpoint import load_pair, save_pair
     from .io import atomic_dir, check_output_dir, sha256_file, write_text_atomic
-    from .workflow import read_run_info
+    from .runfolder import RunFolder
 
-    info = read_run_info(run_dir)
-    tensors, meta = load_pair(Path(run_dir) / "best.safetensors")
+    info = RunFolder(run_dir).info()
+    tensors, meta = load_pair(RunFolder(run_dir).checkpoint())
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     target = Path(out) / f"{name}-v{version}"
     check_output_dir(target, overwrite)
     with atomic_dir(target) as tmp:
         save_pair(tmp, "best", half, {k: v for k, v in meta.items() if k not in ("weights", "sha256", "versions")}
                   | {"dtype": "float16", "shipped_as": f"{name}-v{version}", "from_run": Path(run_dir).name})
-        write_text_atomic(tmp / "run.json", json.dumps({k: info[k] for k in RUN_KEYS if k in info}, indent=1))
+        RunFolder(tmp).write_info({k: info[k] for k in RUN_KEYS if k in info})
         figures = parity(Path(run_dir), tmp)
         if figures["mask_agreement"] < 0.999:
             raise DataError(f"float16 weights change {100 * (1 - figures['mask_agreement']):.3f}% of the mask "
                             f"pixels (over 0.1%); not shipped")
-        size = (tmp / "best.safetensors").stat().st_size
+        size = RunFolder(tmp).checkpoint().stat().st_size
         if size > MAX_BYTES:
             raise DataError(f"{size:,} bytes of weights: over the {MAX_BYTES:,} bytes a shipped model may have")
         write_text_atomic(tmp / "MODEL_CARD.md", card.format(name=name, version=version, run=Path(run_dir).name,
                                                              figures=metrics_table(run_dir), bytes=size, **figures))
-        digest = sha256_file(tmp / "best.safetensors")
+        digest = sha256_file(RunFolder(tmp).checkpoint())
     return {"folder": str(target), "sha256": digest, "bytes": size, **figures}

@@ -1,5 +1,5 @@
 from .cache import Chips, load_chips
-from .errors import DataError
+from ..errors import DataError
 from .folder import Pair, Scan, scan_folder
 from .split import load_split, make_split, save_split
 

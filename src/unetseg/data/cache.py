@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..io import atomic_dir, sha256_file
-from .errors import DataError
+from ..errors import DataError
 from .folder import Pair, decode_pair
 from .spec import DatasetSpec
+from ..progress import bar as progress_bar
 
 CACHE_VERSION = 2
 
@@ -64,10 +64,10 @@ def build_chips(pairs: list[Pair], size: int, spec: DatasetSpec, workers: int | 
     jobs = [(p, size, spec) for p in pairs]
     if workers > 1 and len(jobs) > 32:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(tqdm(pool.map(_decode, jobs, chunksize=16), total=len(jobs),
-                                desc=f"decoding chips ({workers} processes)", disable=not progress, unit="chip"))
+            results = list(progress_bar(pool.map(_decode, jobs, chunksize=16), enabled=progress, total=len(jobs),
+                                        desc=f"decoding chips ({workers} processes)", unit="chip"))
     else:
-        results = [_decode(j) for j in tqdm(jobs, desc="decoding chips", disable=not progress, unit="chip")]
+        results = [_decode(j) for j in progress_bar(jobs, enabled=progress, desc="decoding chips", unit="chip")]
     good = [r for r in results if r[4] is None]
     images = np.stack([r[1] for r in good]) if good else np.zeros((0, size, size, len(spec.channels)), np.uint8)
     masks = np.stack([r[2] for r in good]) if good else np.zeros((0, size, size), np.uint8)

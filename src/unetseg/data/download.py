@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..io import atomic_dir, check_output_dir
-from .errors import DataError
+from ..errors import DataError
 from .folder import scan_folder
 
 KAGGLE_DATASET = "franciscoescobar/satellite-images-of-water-bodies"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError, first_line
+from ..errors import DataError, first_line
 from .spec import DatasetSpec, mask_to_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, first_line
+from ..errors import DataError, first_line
 
 SCENES_FILE = "scenes.yaml"
 

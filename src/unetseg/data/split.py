@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config import SplitConfig
 from ..io import write_text_atomic
-from .errors import DataError, first_line
+from ..errors import DataError, first_line
 
 PARTS = ("test", "val", "train")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from tqdm import tqdm
 
 from ..io import atomic_dir, check_output_dir
-from .errors import DataError
+from ..errors import DataError
+from ..progress import bar as progress_bar
 
 LAND_PALETTE = np.array([
     [62, 92, 44],     # vegetation
@@ -179,7 +179,7 @@ def write_synthetic(out: str | Path, cfg: SynthConfig = SynthConfig(), overwrite
         if cfg.multiclass:
             (tmp / "dataset.yaml").write_text(multiclass_spec_yaml())
         colours = np.array([m[1] for m in MULTICLASS], np.uint8)
-        for i in tqdm(range(cfg.n), desc="synthetic scenes", unit="chip", disable=not progress):
+        for i in progress_bar(range(cfg.n), enabled=progress, desc="synthetic scenes", unit="chip"):
             rng = np.random.default_rng([cfg.seed, i])
             h, w = (int(v) for v in rng.integers(cfg.min_size, cfg.max_size + 1, size=2))
             if cfg.multiclass:

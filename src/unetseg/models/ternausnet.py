@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..data.errors import DataError
+from ..errors import DataError
 
 # VGG11 "features": (index in torchvision's vgg11().features, in, out); a max-pool follows each group
 VGG11_CONVS = [[(0, 3, 64)], [(3, 64, 128)], [(6, 128, 256), (8, 256, 256)], [(11, 256, 512), (13, 512, 512)],

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ..data.folder import resize_to
 from ..infer import predict_probs, to_input
@@ -29,6 +28,7 @@ from ..ood import image_features
 from ..runtime import Runtime
 from .sources import Source
 from .tiling import Axis, RowBlender, axis_windows, fill_from_nearest
+from ..progress import bar as progress_bar
 
 # on_rows(first row, (C, n, W) float32 probabilities, (n, W) bool valid)
 RowSink = Callable[[int, np.ndarray, np.ndarray], None]
@@ -92,14 +92,13 @@ class Segmenter:
     def __init__(self, model: nn.Module, rt: Runtime, num_classes: int, tile: int = 256, overlap: int = 32,
                  batch_size: int = 8, blend: str = "cosine", tta: str = "none"):
         self.model, self.rt = model.eval(), rt
-        self.channels = 1 if num_classes == 1 else num_classes  # probability planes
+        self.channels = num_classes  # probability planes: the model's outputs (1 for a water model)
         self.tile, self.overlap, self.batch_size, self.blend, self.tta = tile, overlap, batch_size, blend, tta
 
     @torch.inference_mode()
     def forward(self, pixels: np.ndarray, native: tuple[int, int]) -> torch.Tensor:
         """(B, h, w, C) uint8 model-size tiles -> (B, planes, H, W) float32 probabilities at the native size."""
         probs = predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta)
-        probs = probs[:, None] if probs.ndim == 3 else probs
         if probs.shape[-2:] != native:
             probs = F.interpolate(probs, size=native, mode="bilinear", align_corners=False)
         return probs.float().cpu()
@@ -142,7 +141,7 @@ class Segmenter:
                 probs, valid = np.pad(probs, ((0, 0),) + pad), np.pad(valid, pad)
             sink(wy + y0, probs, valid)
 
-        with tqdm(total=len(grid), desc=source.path.name, unit="tile", disable=not progress, leave=False) as bar:
+        with progress_bar(total=len(grid), enabled=progress, desc=source.path.name, unit="tile", leave=False) as bar:
             for item in _read_tiles(source, grid, (wy, wx)):
                 if item[3] is not None:  # tiles that are all no-data add nothing
                     stats.features.append(image_features(item[3][None], None if item[5] is None else

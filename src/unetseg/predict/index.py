@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.errors import DataError
+from ..errors import DataError
 from .engine import RowSink, Stats
 from .sources import Source
 

@@ -11,20 +11,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..head import Head
+
 NODATA = 255  # class and probability value of no-data pixels in every raster output
 WATER_RGB = np.array([30, 110, 255], np.float32)
 
 
 def class_map(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """(1, n, W) water probability -> 0/1 by threshold; (K, n, W) class probabilities -> argmax; uint8."""
-    if probs.shape[0] == 1:
-        return (probs[0] > threshold).astype(np.uint8)
-    return probs.argmax(axis=0).astype(np.uint8)
+    """(K, n, W) probabilities -> (n, W) uint8 classes (head.Head.classes)."""
+    return Head(probs.shape[0]).classes(probs, threshold)
 
 
 def confidence(probs: np.ndarray) -> np.ndarray:
     """Water probability (binary) or the winning class's probability, as a float (n, W) array."""
-    return probs[0] if probs.shape[0] == 1 else probs.max(axis=0)
+    return Head(probs.shape[0]).confidence(probs)
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Counts:
     entropy_bits: float = 0.0  # summed binary entropy of the water probability over the valid pixels
 
     def __post_init__(self):
-        self.per_class = np.zeros(max(2, self.num_classes), np.int64)
+        self.per_class = np.zeros(Head(self.num_classes).num_classes, np.int64)
 
     def add(self, classes: np.ndarray, valid: np.ndarray, probs: np.ndarray | None = None) -> None:
         all_valid = bool(valid.all())

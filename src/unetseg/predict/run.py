@@ -12,9 +12,12 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
-from ..data.errors import DataError
+from ..errors import DataError
+from ..data.spec import DatasetSpec
 from ..data.folder import median_chip_scale, scan_folder
 from ..io import atomic_path, check_new_file, output_file, write_csv_atomic, write_text_atomic
+from ..head import head_of
+from ..runfolder import RunFolder
 from ..runtime import Runtime
 from ..compiled import maybe_compile, warmup_seconds
 from .engine import Segmenter, Stats
@@ -35,7 +38,7 @@ def training_scale(run_dir: Path, info: dict, image_size: int) -> tuple[float, s
     """The run's median chip resize factor: from run.json, else measured on its training files if present."""
     if info.get("chip_scale"):
         return float(info["chip_scale"]), "the run's median training-chip resize factor"
-    split_file, data = run_dir / "split.json", Path(info.get("data", ""))
+    split_file, data = RunFolder(run_dir).split_path, Path(info.get("data", ""))
     if split_file.exists() and data.is_dir():
         train = set(json.loads(split_file.read_text())["train"])
         paths = [p.image for p in scan_folder(data).pairs if p.stem in train]
@@ -91,7 +94,7 @@ class Predictor:
         from ..zoo import resolve_run
 
         run_dir = resolve_run(run_dir)
-        info_path = Path(run_dir) / "run.json"
+        folder = RunFolder(run_dir)
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
         model, ck = load_checkpoint(weights, rt.device)
         if cfg.engine == "onnxruntime":
@@ -99,14 +102,16 @@ class Predictor:
 
             model = load_exported(Path(run_dir), cfg.checkpoint)
         model = maybe_compile(model, cfg.compile, log)
-        info = json.loads(info_path.read_text()) if info_path.exists() else {"recipe": ck["recipe"]}
+        info = folder.info() if folder.is_run() else {"recipe": ck["recipe"]}
         recipe = Recipe.from_dict(info["recipe"])
         self.run_info, self.recipe = info, recipe
         self.model_cfg: ModelConfig = recipe.model
+        self.head = head_of(self.model_cfg)
         self.image_size = recipe.image_size
-        self.class_names = info.get("spec", {}).get("class_names") or ["background", "water"]
+        spec = DatasetSpec.from_dict(info.get("spec") or {})  # run.json keeps the classes, not their names list
+        self.class_names = spec.class_names
         self.water = self.class_names.index("water") if "water" in self.class_names else 1
-        self.channel_names = tuple(info.get("spec", {}).get("channels") or ("red", "green", "blue"))
+        self.channel_names = tuple(spec.channels)
         self.auto_scale, how = training_scale(Path(run_dir), info, self.image_size)
         self.model_gsd = info.get("model_gsd")
         self.segmenter = Segmenter(model, rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
@@ -125,6 +130,7 @@ class Predictor:
 
         self.run_info, self.recipe = {"method": method}, None
         self.model_cfg = ModelConfig(name=method, in_channels=2, num_classes=1)
+        self.head = head_of(self.model_cfg)
         self.image_size, self.class_names, self.water = 0, ["background", "water"], 1
         self.channel_names = INDEX_BANDS[method]
         self.auto_scale, self.model_gsd = 1.0, None
@@ -146,7 +152,7 @@ class Predictor:
         try:
             ground = PixelAreas(source.height, source.width, source.transform, source.crs)
             scale, how = self.scale_for(source, ground.ground_resolution)
-            for note in source.notes:
+            for note in source.notes if self.progress else []:  # --quiet: no per-file lines
                 self.log(f"{file.name}: {note}")
             paths = output_paths(file, out, self.cfg)
             row = {"input": str(file), "kind": "raster" if isinstance(source, RasterSource) else "image",
@@ -175,17 +181,13 @@ class Predictor:
                 "nodata_pixels": counts.nodata, "water_pixels": water,
                 "water_fraction": round(water / counts.valid, 6), **self.judge(file, stats, counts)}
 
-    @property
-    def segmenter_planes(self) -> int:
-        return 1 if self.model_cfg.num_classes == 1 else self.model_cfg.num_classes
-
     def judge(self, file: Path, stats: Stats, counts: Counts) -> dict:
         """How unlike the training images the input looks (tiles' colour statistics, when the run recorded its
         own) and how unsure the model was (mean entropy); a warning line above the run's threshold."""
         from ..ood import distance
 
         out: dict = {"mean_entropy": round(counts.entropy_bits / counts.valid, 4)
-                     if self.model_cfg.num_classes == 1 and self.cfg.method == "unet" else ""}
+                     if self.head.binary and self.cfg.method == "unet" else ""}
         ref = self.run_info.get("input_stats")
         out["unlike_training"] = ""
         if ref and stats.features:
@@ -206,7 +208,7 @@ class Predictor:
                 ) -> tuple[ArrayCollector, Stats, Counts]:
         """Segment a source that fits in memory: whole class map, probability and valid mask (`full`: every
         probability plane as well)."""
-        keep = ArrayCollector(source.height, source.width, self.segmenter_planes if full else 0)
+        keep = ArrayCollector(source.height, source.width, self.head.outputs if full else 0)
         counts = Counts(self.model_cfg.num_classes)
 
         def sink(y0, probs, valid):
@@ -358,7 +360,7 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
                 row = {"input": str(file), "error": str(e)}
                 log(f"error: {e}")
             rows.append(row)
-            if not row.get("error"):
+            if progress and not row.get("error"):
                 log(describe(row))
     ledger = earlier + rows
     write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}

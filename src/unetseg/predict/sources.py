@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.errors import DataError, first_line
+from ..errors import DataError, first_line
 from ..data.folder import check_not_empty, natural_key, open_image
 
 PLAIN_EXTS = (".jpg", ".jpeg", ".png")

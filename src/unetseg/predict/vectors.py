@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from ..data.errors import DataError, first_line
+from ..errors import DataError, first_line
 
 SUFFIXES = {"geojson": ".geojson", "gpkg": ".gpkg"}
 VECTOR_CRS = ("auto", "wgs84", "raster")  # auto: GeoJSON in WGS84 (RFC 7946), GeoPackage in the raster's CRS

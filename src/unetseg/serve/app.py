@@ -26,12 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, Field
 
 from ..config import PredictConfig
-from ..data.errors import DataError, first_line
+from ..errors import DataError, first_line
 from ..data.folder import image_shape
 from ..predict.outputs import mask_png, overlay_png
 from ..predict.run import Predictor
 from ..predict.areas import PixelAreas
 from ..predict.sources import RasterSource
+from ..runfolder import RunFolder
 from ..runtime import Runtime
 
 # what the first bytes of an upload must be, and the suffix its temporary file gets
@@ -156,13 +157,12 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
     run_dir = resolve_run(run_dir)
     predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
     model_lock = threading.Lock()
-    metrics_path = run_dir / "metrics.json"
+    metrics = RunFolder(run_dir).metrics()
     info = {"run": run_dir.name, "model": predictor.model_cfg.name,
             "parameters": predictor.run_info.get("parameters"),
             "in_channels": predictor.model_cfg.in_channels, "num_classes": predictor.model_cfg.num_classes,
             "image_size": predictor.image_size, "recipe": predictor.recipe.to_dict(),
-            "test_metrics": {k: v for k, v in json.loads(metrics_path.read_text()).items()
-                             if isinstance(v, (int, float, str))} if metrics_path.exists() else None,
+            "test_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))} if metrics else None,
             "scale": predictor.auto_scale, "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}}
 
     app = FastAPI(title="unetseg", version="1", summary="Water segmentation with a trained U-Net",
@@ -227,7 +227,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             raise DataError(f"{name}: every pixel is no-data; nothing to segment")
         judged = predictor.judge(Path(name), stats, counts)
         ref = predictor.run_info.get("input_stats")
-        classes = keep.classes if threshold == cfg.threshold or predictor.model_cfg.num_classes > 1 else \
+        classes = keep.classes if threshold == cfg.threshold or not predictor.head.binary else \
             (keep.prob > threshold).astype(np.uint8)
         water = (classes == predictor.water) & keep.valid
         area = ground.area(0, water) if ground.unit == "m2" else None
