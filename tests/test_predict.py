@@ -19,7 +19,8 @@ from unetseg.config import PredictConfig, Recipe
 from unetseg.data import load_chips, scan_folder
 from unetseg.infer import predict_chips, to_classes
 from unetseg.predict.engine import Segmenter
-from unetseg.predict.sources import ImageSource, parse_bands, parse_value_range, to_model_range
+from unetseg.data.sources import ImageSource, parse_bands, parse_value_range
+from unetseg.pixels import to_model_range
 from unetseg.predict.vectors import Polygonizer
 from unetseg.runtime import select_runtime
 from helpers import unetseg
@@ -337,7 +338,7 @@ def test_one_bad_file_among_good_ones_is_reported_and_the_good_ones_are_written(
 
 
 def test_training_records_the_chip_scale_that_predict_uses(tiny_run, synth_data):
-    from unetseg.data.folder import image_shape
+    from unetseg.data.files import image_shape
 
     info = json.loads((tiny_run / "run.json").read_text())
     train = set(json.loads((tiny_run / "split.json").read_text())["train"])

@@ -417,7 +417,7 @@ def test_no_data_is_filled_from_the_nearest_valid_pixel_and_valid_pixels_stay(se
 
 
 def test_valid_window_is_the_bounding_box_of_the_valid_pixels(tmp_path):
-    from unetseg.predict.sources import RasterSource
+    from unetseg.data.sources import RasterSource
 
     data = np.zeros((3, 300, 200), np.uint16)
     data[:, 37:251, 11:150] = 500

@@ -14,41 +14,7 @@ from typing import Any
 import numpy as np
 
 from .config import PredictConfig
-from .errors import DataError
-from .predict.sources import Source, default_range, to_model_range
-
-
-class ArraySource(Source):
-    """An in-memory (H, W, C) array read like a raster: values scaled by the value range (predict's rule: 8-bit
-    as is, other integers as Sentinel-2 reflectance x 10000 mapped 0..4000, floats 0..0.4), NaN as no-data."""
-
-    def __init__(self, array: np.ndarray, channels: int, value_range: str | tuple[float, float] = "auto",
-                 name: str = "array"):
-        a = np.asarray(array)
-        if a.ndim == 2:
-            a = a[..., None]
-        if a.ndim != 3:
-            raise DataError(f"{name}: expected an (H, W) or (H, W, C) array, got shape {a.shape}")
-        if a.shape[-1] == 1 and channels == 3:
-            a = np.repeat(a, 3, axis=-1)  # grey, as training reads grey images
-        if a.shape[-1] != channels:
-            raise DataError(f"{name}: has {a.shape[-1]} channel(s) but the model needs {channels}")
-        if value_range == "percentile":
-            finite = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a.ravel()
-            lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
-            value_range = (float(lo), float(max(hi, lo + 1e-6)))
-        self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
-        self.array = a
-        self.valid = np.isfinite(a).any(axis=-1) if np.issubdtype(a.dtype, np.floating) else None
-        super().__init__(Path(name), a.shape[0], a.shape[1], channels)
-        self.all_valid = self.valid is None
-
-    def read(self, y0, x0, h, w):
-        valid = np.ones((h, w), bool) if self.valid is None else self.valid[y0:y0 + h, x0:x0 + w]
-        return self.array[y0:y0 + h, x0:x0 + w], valid
-
-    def to_uint8(self, raw: np.ndarray) -> np.ndarray:
-        return to_model_range(raw, self.lo, self.hi)
+from .data.sources import ArraySource
 
 
 class Model:
@@ -71,12 +37,13 @@ class Model:
         """The run's recipe, data description, training resolution and more (its run.json)."""
         return dict(self._predictor.run_info)
 
-    def predict(self, array: np.ndarray, value_range: str | tuple[float, float] = "auto",
+    def predict(self, array: np.ndarray, value_range: str | tuple[float, float] | None = None,
                 gsd: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (H, W) float32 for a binary model or (K, H, W), class map (H, W) uint8) of an image
         array of any size, tiled, scaled (`gsd`: its metres per pixel, for --scale auto) and blended as the CLI
         does. No-data (NaN) pixels get class 255."""
-        source = ArraySource(array, self._predictor.model_cfg.in_channels, value_range)
+        source = ArraySource(array, self._predictor.model_cfg.in_channels,
+                             value_range or self._predictor.value_range)
         scale, _ = self._predictor.scale_for(source, gsd)
         keep, _, _ = self._predictor.collect(source, scale, full=True)
         classes = np.where(keep.valid, keep.classes, 255).astype(np.uint8)

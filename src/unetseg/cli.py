@@ -343,7 +343,7 @@ def predict(
     """
     from .config import PredictConfig
     from .predict.run import predict as run_predict
-    from .predict.sources import parse_bands, parse_value_range
+    from .data.sources import parse_bands, parse_value_range
 
     try:
         scale_value: str | float = scale if scale in ("auto", "fit") else float(scale)

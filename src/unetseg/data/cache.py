@@ -17,7 +17,7 @@ from .folder import Pair, decode_pair
 from .spec import DatasetSpec
 from ..progress import bar as progress_bar
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: one pixel reader with predict (16-bit by value range)
 
 
 def default_cache_dir() -> Path:

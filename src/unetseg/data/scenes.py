@@ -118,7 +118,7 @@ def read_label(scene: Scene, shape: tuple[int, int]) -> tuple[np.ndarray, np.nda
     """(water, scored): two (H, W) bool arrays from the scene's label raster, checked against the image's size."""
     path = scene.label
     if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
-        from .folder import open_image
+        from .files import open_image
 
         img = open_image(path)
         values = np.asarray(img.convert("L") if img.mode not in ("L", "I", "I;16", "F") else img).astype(np.float64)
@@ -173,7 +173,7 @@ class LoadedScene:
 def load_scene(scene: Scene, channels: int = 3, default_gsd: float = 10.0) -> LoadedScene:
     """Read a whole scene the way predict reads it (bands by name, value range, no-data), with its labels."""
     from ..predict.areas import PixelAreas
-    from ..predict.sources import open_source
+    from .sources import open_source
 
     source = open_source(scene.image, channels, list(scene.bands) if scene.bands else None, scene.value_range)
     try:
@@ -202,7 +202,7 @@ class ScenePool:
 
     def crops(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, S, S, 3) uint8 images and (n, S, S) uint8 labels (255 = not scored)."""
-        from .folder import resize_to
+        from .files import resize_to
 
         rng = np.random.default_rng(seed)
         images = np.zeros((n, self.size, self.size, 3), np.uint8)
@@ -220,7 +220,7 @@ class ScenePool:
 
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Every scene cut into non-overlapping crops at the model scale (for validation: fixed, no overlap)."""
-        from .folder import resize_to
+        from .files import resize_to
 
         images, labels = [], []
         for sc in self.scenes:

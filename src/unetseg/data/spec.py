@@ -3,7 +3,9 @@
 Without one, a dataset is the seed's: RGB images, water where the grey mask is above 128.
 
     channels: [red, green, blue, nir]     # names; their count is the model's input channels
-    max_value: 255                        # the input value that maps to 1.0 (default: by dtype)
+    value_range: [0, 10000]               # raw values mapped to 0..1 (default: by data type, as predict does:
+                                          # 8-bit as is, other integers 0..4000, floats 0..0.4); the older
+                                          # `max_value: M` means [0, M]
     classes:                              # in order: class 0, 1, ...
       - {name: background, color: [0, 0, 0]}
       - {name: water, color: [0, 0, 255]}
@@ -37,7 +39,7 @@ class DatasetSpec:
     channels: tuple[str, ...] = ("red", "green", "blue")
     classes: tuple[ClassSpec, ...] = field(default_factory=tuple)  # empty: binary water mask by threshold
     threshold: int = 128
-    max_value: float | None = None
+    value_range: tuple[float, float] | None = None  # None: by data type (pixels.default_range)
     color_tolerance: int = 0
     gsd: float | None = None  # metres per image pixel, when the images share one ground resolution
 
@@ -65,9 +67,18 @@ class DatasetSpec:
         classes = tuple(ClassSpec(c["name"], c.get("value"), tuple(c["color"]) if c.get("color") else None)
                         for c in d.get("classes") or ())
         return cls(channels=tuple(d.get("channels") or ("red", "green", "blue")), classes=classes,
-                   threshold=int(d.get("threshold", 128)), max_value=d.get("max_value"),
+                   threshold=int(d.get("threshold", 128)), value_range=_value_range(d),
                    color_tolerance=int(d.get("color_tolerance", 0)),
                    gsd=float(d["gsd"]) if d.get("gsd") is not None else None)
+
+
+def _value_range(d: dict) -> tuple[float, float] | None:
+    if d.get("value_range") is not None:
+        lo, hi = (float(v) for v in d["value_range"])
+        if not hi > lo:
+            raise ValueError(f"value_range {d['value_range']}: the second value must be greater")
+        return lo, hi
+    return (0.0, float(d["max_value"])) if d.get("max_value") is not None else None
 
 
 def load_spec(root: Path, threshold: int = 128) -> DatasetSpec:

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.folder import resize_to
+from ..data.files import resize_to
 from ..infer import predict_probs, to_input
 from ..ood import image_features
 from ..runtime import Runtime
-from .sources import Source
+from ..data.sources import Source
 from .tiling import Axis, RowBlender, axis_windows, fill_from_nearest
 from ..progress import bar as progress_bar
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from .engine import RowSink, Stats
-from .sources import Source
+from ..data.sources import Source
 
 INDEX_BANDS = {"ndwi": ("green", "nir"), "mndwi": ("green", "swir1")}
 SHARPNESS = 20.0  # the water score is sigmoid(SHARPNESS * (index - threshold)): above 0.5 exactly when water

@@ -24,7 +24,7 @@ from .engine import Segmenter, Stats
 from .areas import PixelAreas, measure_polygons
 from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png, overlay_png, probability_png, \
     to_cog
-from .sources import RasterSource, Source, collect_inputs, is_raster, open_source
+from ..data.sources import RasterSource, Source, collect_inputs, is_raster, open_source
 from .vectors import SUFFIXES, Polygonizer, VectorWriter
 
 GDAL_CACHE_MB = 64
@@ -112,6 +112,9 @@ class Predictor:
         self.class_names = spec.class_names
         self.water = self.class_names.index("water") if "water" in self.class_names else 1
         self.channel_names = tuple(spec.channels)
+        # the run's own rule for raw values (dataset.yaml's value_range) unless --value-range says otherwise
+        self.value_range = cfg.value_range if cfg.value_range != "auto" or not spec.value_range else \
+            tuple(spec.value_range)
         self.auto_scale, how = training_scale(Path(run_dir), info, self.image_size)
         self.model_gsd = info.get("model_gsd")
         self.segmenter = Segmenter(model, rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
@@ -133,6 +136,7 @@ class Predictor:
         self.head = head_of(self.model_cfg)
         self.image_size, self.class_names, self.water = 0, ["background", "water"], 1
         self.channel_names = INDEX_BANDS[method]
+        self.value_range = self.cfg.value_range
         self.auto_scale, self.model_gsd = 1.0, None
         self.segmenter = IndexSegmenter(method)
         self.tags = {"unetseg_method": method, "unetseg_threshold": str(self.cfg.threshold)}
@@ -144,7 +148,7 @@ class Predictor:
             raise DataError(f"{file}: --method {self.cfg.method} needs {' and '.join(self.channel_names)} bands: a "
                             f"multi-band raster with named bands (or --bands), not a {file.suffix.lower()} image")
         return open_source(file, self.model_cfg.in_channels, bands or self.cfg.bands,
-                           value_range or self.cfg.value_range, self.channel_names)
+                           value_range or self.value_range, self.channel_names)
 
     def one(self, file: Path, out: Path) -> dict:
         t0 = time.perf_counter()

@@ -27,11 +27,11 @@ from pydantic import BaseModel, Field
 
 from ..config import PredictConfig
 from ..errors import DataError, first_line
-from ..data.folder import image_shape
+from ..data.files import image_shape
 from ..predict.outputs import mask_png, overlay_png
 from ..predict.run import Predictor
 from ..predict.areas import PixelAreas
-from ..predict.sources import RasterSource
+from ..data.sources import RasterSource
 from ..runfolder import RunFolder
 from ..runtime import Runtime
 

@@ -7,7 +7,6 @@ happen here, so the tiling engine only ever sees (h, w, C) uint8 and (h, w) bool
 
 from __future__ import annotations
 
-import functools
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -17,14 +16,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, first_line
-from ..data.folder import check_not_empty, natural_key, open_image
+from ..pixels import default_range, to_model_range
+from .files import HIGH_DEPTH_MODES, check_not_empty, load_npy, natural_key, open_image
 
-PLAIN_EXTS = (".jpg", ".jpeg", ".png")
+PLAIN_EXTS = (".jpg", ".jpeg", ".png", ".npy")
 # read with GDAL (rasterio) window by window; a file given by name is tried with GDAL whatever its suffix
 RASTER_EXTS = (".tif", ".tiff", ".vrt", ".jp2", ".j2k", ".img")
-# Sentinel-2 L1C/L2A store reflectance x 10000; true-colour renderings (Sentinel Hub, EO Browser) show
-# reflectance 0..0.4 as 0..255, which is what the water-bodies chips look like.
-S2_TRUE_COLOUR = (0.0, 4000.0)
 
 
 def parse_bands(text: str | None) -> list[int] | None:
@@ -51,36 +48,6 @@ def parse_value_range(text: str) -> str | tuple[float, float]:
     if not hi > lo:
         raise ValueError(f"--value-range {text!r}: HI must be greater than LO")
     return lo, hi
-
-
-def default_range(dtype: np.dtype) -> tuple[float, float]:
-    """8-bit data as is; other integers as Sentinel-2 reflectance x 10000; floats as reflectance 0..1."""
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 0.0, 255.0
-    if np.issubdtype(dtype, np.integer):
-        return S2_TRUE_COLOUR
-    return S2_TRUE_COLOUR[0] / 10000, S2_TRUE_COLOUR[1] / 10000
-
-
-def to_model_range(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Raw values to uint8: lo -> 0, hi -> 255, clipped; NaN -> 0. 8/16-bit integers go through a lookup table."""
-    if a.dtype == np.uint8 and (lo, hi) == (0.0, 255.0):
-        return a
-    if a.dtype in (np.uint8, np.uint16, np.int16):
-        return _lookup_table(a.dtype.str, lo, hi)[a.view(np.uint16 if a.dtype == np.int16 else a.dtype)]
-    scaled = (a.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
-    return np.nan_to_num(scaled).clip(0, 255).round().astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=8)
-def _lookup_table(dtype: str, lo: float, hi: float) -> np.ndarray:
-    """uint8 output for every possible raw value (indexed by the raw bits; int16 via its uint16 view)."""
-    dt = np.dtype(dtype)
-    raw = np.arange(2 ** (8 * dt.itemsize), dtype=np.int64)
-    if dt == np.int16:
-        raw = raw.astype(np.uint16).view(np.int16).astype(np.int64)
-    return to_model_range(raw.astype(np.float64), lo, hi)
 
 
 @dataclass
@@ -146,29 +113,76 @@ class Source:
         pass
 
 
-class ImageSource(Source):
-    """A JPG or PNG decoded whole (RGB); transparent pixels are no-data: an alpha channel at 0, and the
-    transparent palette entries or colour key (tRNS) of a PNG."""
+class ArraySource(Source):
+    """An image in memory, (H, W) or (H, W, C) of any dtype: its values go to 0..255 by the value range ('auto':
+    pixels.default_range by dtype; 'percentile'; or (LO, HI)); NaN and `valid` False are no-data. One grey
+    channel feeds an RGB model as red, green and blue, as training reads grey images."""
 
-    def __init__(self, path: Path, channels: int):
-        img = open_image(path)
-        if channels != 3:
-            raise DataError(f"{path}: a {img.mode} image has RGB colours but the model needs {channels} channels "
-                            f"(use a GeoTIFF with --bands)")
-        transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-        rgba = np.asarray(img.convert("RGBA"))
-        self.pixels = np.ascontiguousarray(rgba[..., :3])
-        self.valid = rgba[..., 3] > 0 if transparent else np.ones(rgba.shape[:2], bool)
-        super().__init__(path, rgba.shape[0], rgba.shape[1], 3)
+    def __init__(self, array: np.ndarray, channels: int, value_range: str | tuple[float, float] = "auto",
+                 path: Path = Path("array"), valid: np.ndarray | None = None):
+        a = np.asarray(array)
+        a = a[..., None] if a.ndim == 2 else a
+        if a.ndim != 3:
+            raise DataError(f"{path}: expected an (H, W) or (H, W, C) image, got an array of shape {a.shape}")
+        if a.shape[-1] == 1 and channels == 3:
+            a = np.repeat(a, 3, axis=-1)
+        if a.shape[-1] != channels:
+            raise DataError(f"{path}: has {a.shape[-1]} channel(s) but the model needs {channels}")
+        if np.issubdtype(a.dtype, np.floating):
+            finite = np.isfinite(a).any(axis=-1)
+            valid = finite if valid is None else valid & finite
+        if value_range == "percentile":
+            values = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a.ravel()
+            lo, hi = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
+            value_range = (float(lo), float(max(hi, lo + 1e-6)))
+        self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
+        self.array, self.valid = a, valid
+        self.all_valid = valid is None or bool(valid.all())
+        super().__init__(path, a.shape[0], a.shape[1], channels)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The whole image as the model sees it, (H, W, C) uint8 (for overlays and figures)."""
+        return self.to_uint8(self.array)
 
     def read(self, y0, x0, h, w):
-        return self.pixels[y0:y0 + h, x0:x0 + w], self.valid[y0:y0 + h, x0:x0 + w]
+        valid = np.ones((h, w), bool) if self.valid is None else self.valid[y0:y0 + h, x0:x0 + w]
+        return self.array[y0:y0 + h, x0:x0 + w], valid
+
+    def to_uint8(self, raw: np.ndarray) -> np.ndarray:
+        return to_model_range(raw, self.lo, self.hi)
 
     def valid_window(self, strip: int = 256) -> tuple[int, int, int, int] | None:
+        if self.valid is None:
+            return 0, 0, self.height, self.width
         rows, cols = np.flatnonzero(self.valid.any(axis=1)), np.flatnonzero(self.valid.any(axis=0))
         if not rows.size:
             return None
         return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
+class ImageSource(ArraySource):
+    """A JPG or PNG decoded whole with Pillow. Colour images as RGB; transparent pixels are no-data (an alpha
+    channel at 0, and a PNG's transparent palette entries or colour key, tRNS); 16-bit and float images as
+    grey values through the value range, like a raster of that type."""
+
+    def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto"):
+        img = open_image(path)
+        notes = []
+        if img.mode in HIGH_DEPTH_MODES:
+            array, valid = np.asarray(img), None
+            notes.append(f"{img.mode} image read as grey values, mapped to 8-bit by the value range")
+        else:
+            if channels != 3:
+                raise DataError(f"{path}: a {img.mode} image has RGB colours but the model needs {channels} "
+                                f"channels (use a GeoTIFF or .npy with them)")
+            if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA"):
+                notes.append(f"{img.mode} converted to RGB")
+            transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            rgba = np.asarray(img.convert("RGBA"))
+            array, valid = rgba[..., :3], (rgba[..., 3] > 0 if transparent else None)
+        super().__init__(array, channels, value_range, path, valid)
+        self.notes += notes
 
 
 DEFAULT_MAX_RASTER_PIXELS = 40_000_000_000  # 200,000 px square: 330 Sentinel-2 tiles; streamed, so memory is not it
@@ -387,19 +401,23 @@ def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str 
 
 
 def is_raster(path: Path) -> bool:
-    """Read with GDAL window by window (anything but JPG and PNG), with raster outputs (GeoTIFF, polygons)."""
+    """Read with GDAL window by window (anything but JPG, PNG and .npy), with raster outputs (GeoTIFF,
+    polygons)."""
     return path.suffix.lower() not in PLAIN_EXTS
 
 
 def open_source(path: Path, channels: int, bands: list[int] | None = None,
                 value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None) -> Source:
-    """The right reader for the file: Pillow for JPG and PNG, GDAL for everything else."""
+    """The one pixel reader, for training, evaluation, predict, serve and the API: Pillow for JPG and PNG, NumPy
+    for .npy (H, W, C) arrays, GDAL for everything else."""
     if is_raster(path):
         return RasterSource(path, channels, bands, value_range, names)
     if bands:
         raise DataError(f"{path}: --bands applies to rasters (GeoTIFF, VRT, JPEG 2000, ...); a "
-                        f"{path.suffix.lower()} image is read as RGB")
-    return ImageSource(path, channels)
+                        f"{path.suffix.lower()} image is read as it is")
+    if path.suffix.lower() == ".npy":
+        return ArraySource(load_npy(path), channels, value_range, path)
+    return ImageSource(path, channels, value_range)
 
 
 def collect_inputs(inputs: list[Path]) -> list[Path]:

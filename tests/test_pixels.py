@@ -1,0 +1,78 @@
+"""One pixel reader: the same file gives the model the same input in training, evaluation, predict, serve
+and the API, and the run's own value range (dataset.yaml) is what predict uses by default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from unetseg.config import PredictConfig
+from unetseg.data.folder import read_image
+from unetseg.data.sources import ArraySource, open_source
+from unetseg.data.spec import DatasetSpec
+from unetseg.pixels import to_model_range
+
+
+def files(tmp_path):
+    """The same 16-bit reflectance-like values as a GeoTIFF, a .npy, a grey 16-bit PNG; and an 8-bit JPEG."""
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 6000, (40, 50, 3)).astype(np.uint16)
+    with rasterio.open(tmp_path / "a.tif", "w", driver="GTiff", width=50, height=40, count=3, dtype="uint16") as ds:
+        ds.write(np.moveaxis(raw, -1, 0))
+    np.save(tmp_path / "a.npy", raw)
+    Image.fromarray(raw[..., 0]).save(tmp_path / "g.png")
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "c.jpg", quality=95)
+    return raw
+
+
+@pytest.mark.parametrize("value_range", [None, (1000.0, 5000.0)])
+def test_training_and_predict_read_a_file_to_the_same_model_input(tmp_path, value_range):
+    raw = files(tmp_path)
+    spec = DatasetSpec(value_range=value_range)
+    rule = value_range or "auto"
+    expected = to_model_range(raw, *(value_range or (0.0, 4000.0)))
+    for name in ("a.tif", "a.npy", "g.png", "c.jpg"):
+        trained, _ = read_image(tmp_path / name, spec)
+        source = open_source(tmp_path / name, 3, value_range=rule, names=spec.channels)
+        predicted = source.to_uint8(source.read(0, 0, source.height, source.width)[0])
+        source.close()
+        assert trained.dtype == np.uint8 and (trained == predicted).all(), name
+        if name in ("a.tif", "a.npy"):
+            assert (trained == expected).all()
+        if name == "g.png":
+            assert (trained == expected[..., :1]).all()  # grey: the same values in red, green and blue
+    api = ArraySource(raw, 3, rule)
+    assert (api.to_uint8(api.read(0, 0, 40, 50)[0]) == expected).all()
+
+
+def test_a_runs_value_range_is_recorded_and_used_by_predict_serve_and_the_api(synth_data, tmp_path):
+    import shutil
+
+    import unetseg as package
+    from unetseg.config import ModelConfig, Recipe
+    from unetseg.predict.run import Predictor
+    from unetseg.runtime import select_runtime
+    from unetseg.workflow import run_train
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    (data / "dataset.yaml").write_text("channels: [red, green, blue]\nvalue_range: [0, 255]\n")
+    recipe = Recipe(name="t", model=ModelConfig(name="unet-bn", base_width=4, depth=2, batch_norm=True), epochs=1,
+                    batch_size=16, image_size=32, early_stopping_patience=0)
+    run_train(data, tmp_path / "run", recipe, select_runtime("auto"), progress=False, log=lambda m: None, limit=30)
+    raw = files(tmp_path)
+    predictor = Predictor(tmp_path / "run", PredictConfig(), select_runtime("auto"), progress=False,
+                          log=lambda m: None)
+    assert predictor.value_range == (0.0, 255.0)
+    source = predictor.open(tmp_path / "a.tif")
+    assert (source.to_uint8(source.read(0, 0, 40, 50)[0]) == to_model_range(raw, 0, 255)).all()
+    source.close()
+    explicit = Predictor(tmp_path / "run", PredictConfig(value_range=(0.0, 4000.0)), select_runtime("auto"),
+                         progress=False, log=lambda m: None)
+    assert explicit.value_range == (0.0, 4000.0)
+    model = package.load(tmp_path / "run", scale=1.0)  # the API: an array, and the same values as a file
+    probs_array, _ = model.predict(raw)
+    keep = model._predictor.collect(model._predictor.open(tmp_path / "a.npy"), (1.0, 1.0), full=True)[0]
+    assert np.array_equal(probs_array, keep.probs[0])
