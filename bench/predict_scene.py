@@ -34,7 +34,7 @@ def write_scene(path: Path, size: int, seed: int = 0, strip: int = 1024) -> None
     import rasterio
     from rasterio.transform import from_origin
 
-    from unetseg.io import atomic_path
+    from unetseg.atomic import atomic_path
 
     rng = np.random.default_rng(seed)
     k = 24  # waves of 0.5 to 6 km: the field is (rows x k) @ (k x cols), cheap at any size
@@ -88,7 +88,7 @@ def model_only_tiles_per_s(run: Path, tile: int, batch: int, rounds: int = 20) -
     import torch
 
     from unetseg.checkpoint import load_checkpoint, resolve_checkpoint
-    from unetseg.infer import predict_probs, to_input
+    from unetseg.inference import predict_probs, to_input
 
     rt = select_runtime("auto")
     model, _ = load_checkpoint(resolve_checkpoint(run), rt.device)

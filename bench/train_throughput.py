@@ -17,7 +17,7 @@ import json
 
 import torch
 
-from unetseg.bench import SEED_TRAIN_GFLOP, TrainStep, interleaved_images_per_s, matmul_gflops
+from unetseg.throughput import SEED_TRAIN_GFLOP, TrainStep, interleaved_images_per_s, matmul_gflops
 from unetseg.config import get_recipe
 from unetseg.runtime import cpu_model, select_runtime
 

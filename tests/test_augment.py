@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from unetseg.augment import Augment
 from unetseg.config import AugmentConfig
 from unetseg.data.synth import smooth_noise
-from unetseg.infer import _unview, _view, predict_probs, tta_views
+from unetseg.inference import _unview, _view, predict_probs, tta_views
 from unetseg.runtime import select_runtime
 
 GEOMETRIC_ONLY = dict(brightness=0, contrast=0, saturation=0, hue=0)

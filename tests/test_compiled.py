@@ -63,7 +63,7 @@ def test_compile_is_for_the_torch_engine_only():
 def test_evaluate_and_predict_with_compile_agree_with_eager_and_report_the_warmup(tiny_run, synth_data, tmp_path):
     from PIL import Image
 
-    from unetseg.predict.run import predict
+    from unetseg.predict.pipeline import predict
     from unetseg.runtime import select_runtime
     from unetseg.workflow import run_evaluate
 

@@ -52,7 +52,7 @@ def test_a_runs_value_range_is_recorded_and_used_by_predict_serve_and_the_api(sy
 
     import unetseg as package
     from unetseg.config import ModelConfig, Recipe
-    from unetseg.predict.run import Predictor
+    from unetseg.predict.pipeline import Predictor
     from unetseg.runtime import select_runtime
     from unetseg.workflow import run_train
 

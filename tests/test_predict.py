@@ -17,7 +17,7 @@ from rasterio.transform import from_origin
 from unetseg.checkpoint import load_checkpoint, resolve_checkpoint
 from unetseg.config import PredictConfig, Recipe
 from unetseg.data import load_chips, scan_folder
-from unetseg.infer import predict_chips, to_classes
+from unetseg.inference import predict_chips, to_classes
 from unetseg.predict.engine import Segmenter
 from unetseg.data.sources import ImageSource, parse_bands, parse_value_range
 from unetseg.pixels import to_model_range

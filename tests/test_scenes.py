@@ -243,7 +243,7 @@ def test_the_esw_validation_yaml_is_the_general_recipes_scene_split():
 
 
 def test_the_shipped_water_model_is_pinned_small_documented_and_runs_offline(tmp_path):
-    from unetseg.io import sha256_file
+    from unetseg.atomic import sha256_file
     from unetseg.zoo import MAX_BYTES, SHIPPED, resolve_run
 
     folder = resolve_run("water")

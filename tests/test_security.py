@@ -18,7 +18,7 @@ from unetseg.checkpoint import load_checkpoint
 from unetseg.config import SplitConfig
 from unetseg.errors import DataError
 from unetseg.data.split import make_split
-from unetseg.io import output_file
+from unetseg.atomic import output_file
 from helpers import png_header_only, unetseg
 
 

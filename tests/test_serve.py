@@ -50,7 +50,7 @@ def decode(b64: str) -> np.ndarray:
 
 
 def test_segment_gives_what_predict_gives(client, tiny_run, tmp_path):
-    from unetseg.predict.run import predict
+    from unetseg.predict.pipeline import predict
 
     data = png_bytes()
     r = client.post("/v1/segment", files={"image": ("chip.png", data, "image/png")})

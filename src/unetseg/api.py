@@ -21,7 +21,7 @@ class Model:
     """A loaded run or shipped model, ready to segment arrays and files."""
 
     def __init__(self, run: str | Path, device: str = "auto", precision: str = "auto", **settings: Any):
-        from .predict.run import Predictor
+        from .predict.pipeline import Predictor
         from .runtime import select_runtime
 
         self.settings = PredictConfig(**settings)
@@ -52,7 +52,7 @@ class Model:
 
     def predict_file(self, path: str | Path, out: str | Path, overwrite: bool = False) -> dict:
         """The CLI's outputs for one image or raster into OUT (mask, polygons, summary); its summary row."""
-        from .predict.run import predict
+        from .predict.pipeline import predict
 
         rows = predict(None, [Path(path)], Path(out), self.settings, self.runtime, overwrite, progress=False,
                        log=lambda m: None, predictor=self._predictor)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from .bench import InferStep, TrainStep, data_wait_fraction, forward_gflop, interleaved_images_per_s, matmul_gflops
+from .throughput import InferStep, TrainStep, data_wait_fraction, forward_gflop, interleaved_images_per_s, matmul_gflops
 from .config import ModelConfig
 from .errors import first_line
 from .models import build_model

@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import DataError, first_line
-from .io import atomic_path, sha256_file
+from .atomic import atomic_path, sha256_file
 from .models import build_model
 
 
@@ -128,7 +128,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def import_weights(source: Path, out: Path, recipe: Any, overwrite: bool = False) -> dict[str, Any]:
     """`unetseg import`: a torch.save state dict -> a run folder (best/last safetensors + JSON, run.json) that
     evaluate, predict and export accept."""
-    from .io import check_output_dir
+    from .atomic import check_output_dir
 
     state = read_state_dict(source)
     model = build_model(recipe.model)

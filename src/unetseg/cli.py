@@ -342,7 +342,7 @@ def predict(
       unetseg predict --method mndwi S2_L2A.tif --value-range 1000,5000 --out scene-mndwi
     """
     from .config import PredictConfig
-    from .predict.run import predict as run_predict
+    from .predict.pipeline import predict as run_predict
     from .data.sources import parse_bands, parse_value_range
 
     try:
@@ -485,7 +485,7 @@ def benchmark(
 
     from .benchmark import format_table, run_benchmark
     from .config import ModelConfig
-    from .io import check_new_file, write_text_atomic
+    from .atomic import check_new_file, write_text_atomic
 
     for name, value, least in (("--batch-size", batch_size, 1), ("--image-size", image_size, 16),
                                ("--rounds", rounds, 1), ("--base-width", base_width, 1)):
@@ -622,7 +622,7 @@ def augment_preview(
 
     Example: unetseg augment-preview --data ../shared/data/water-bodies --out aug.png
     """
-    from .io import check_new_file
+    from .atomic import check_new_file
     from .preview import augment_preview as draw
     from .workflow import default_data_dir
 

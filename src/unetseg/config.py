@@ -206,7 +206,7 @@ class PredictConfig:
 
     def check(self) -> None:
         """Every option on its own, before any file is looked at."""
-        from .infer import TTA_VIEWS
+        from .inference import TTA_VIEWS
         from .predict.tiling import BLENDS
 
         if self.tta not in TTA_VIEWS:

@@ -18,7 +18,7 @@ def sample_scene(path: Path, size: int = 768, seed: int = 3) -> Path:
     from rasterio.transform import from_origin
 
     from .data.synth import make_scene
-    from .io import atomic_path
+    from .atomic import atomic_path
 
     rgb, _ = make_scene(np.random.default_rng(seed), size, size, no_water_fraction=0.0)
     bands = (np.moveaxis(rgb, -1, 0).astype(np.float32) * 4000 / 255).astype(np.uint16) + 1
@@ -35,7 +35,7 @@ def demo(out: Path, model: str = "water", log: Callable[[str], None] = print) ->
     """Predict a real Sentinel-2 scene (accra.tif from UNETSEG_REAL_SCENES or ../shared/data/real-scenes),
     or the package's synthetic sample, with the shipped model; returns the overlay picture."""
     from .config import PredictConfig
-    from .predict.run import predict
+    from .predict.pipeline import predict
     from .runtime import select_runtime
 
     real = Path(os.environ.get("UNETSEG_REAL_SCENES") or DEFAULT_REAL_SCENES) / "accra.tif"

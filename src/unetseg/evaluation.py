@@ -13,8 +13,8 @@ from .checkpoint import load_checkpoint, resolve_checkpoint
 from .compiled import maybe_compile, warmup_seconds
 from .data.cache import Chips
 from .figures import plot_confusion, plot_histogram, plot_predictions
-from .infer import predict_chips, to_classes
-from .io import write_text_atomic
+from .inference import predict_chips, to_classes
+from .atomic import write_text_atomic
 from .metrics import ConfusionAccumulator, distribution, per_image_iou, scores_from_confusion
 from .errors import DataError
 from .head import Head
@@ -115,7 +115,7 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
 
     from .data.scenes import read_label
     from .figures import plot_scene
-    from .io import write_csv_atomic
+    from .atomic import write_csv_atomic
     from .predict.areas import PixelAreas
 
     pooled = ConfusionAccumulator(2)

@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .errors import DataError, first_line
-from .io import atomic_path, check_new_file
+from .atomic import atomic_path, check_new_file
 from .head import Head
 
 FORMATS = ("onnx",)

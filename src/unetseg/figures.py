@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from .atomic import atomic_path  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> None:

@@ -18,7 +18,7 @@ from .data.cache import load_chips  # noqa: E402
 from .data.folder import scan_folder  # noqa: E402
 from .data.spec import load_spec  # noqa: E402
 from .figures import mask_style, save_figure  # noqa: E402
-from .infer import to_input  # noqa: E402
+from .inference import to_input  # noqa: E402
 
 
 def augment_preview(data: Path, recipe: Recipe, out: Path, n: int = 4, views: int = 3, seed: int = 0) -> Path:

@@ -68,7 +68,7 @@ class RunFolder:
             raise DataError(f"{self.info_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
     def write_info(self, info: dict) -> None:
-        from .io import write_text_atomic
+        from .atomic import write_text_atomic
 
         write_text_atomic(self.info_path, json.dumps(info, indent=1))
 

@@ -18,8 +18,8 @@ from .errors import DataError, Interrupted
 from .resume import StopRequest, remove_training_state, save_training_state
 from .config import Recipe
 from .data.cache import Chips
-from .infer import to_input
-from .io import write_csv_atomic
+from .inference import to_input
+from .atomic import write_csv_atomic
 from .head import Head, head_of
 from .metrics import ConfusionAccumulator, scores_from_confusion
 from .models import build_model, count_parameters

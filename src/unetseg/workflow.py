@@ -18,7 +18,7 @@ from .data.folder import Pair, median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
 from .evaluation import SEED_MEAN_IOU, evaluate_run
-from .io import check_output_dir, remove_stale_temporaries, write_text_atomic
+from .atomic import check_output_dir, remove_stale_temporaries, write_text_atomic
 from .distributed import World
 from .runfolder import RunFolder
 from .runtime import Runtime, cpu_model
@@ -299,7 +299,7 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
     Scenes of the same folder that the run trained on are left out."""
     from .data.scenes import load_scene_set
     from .evaluation import evaluate_scenes
-    from .predict.run import Predictor
+    from .predict.pipeline import Predictor
 
     if run_dir is not None:
         from .zoo import resolve_run

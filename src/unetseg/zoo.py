@@ -33,7 +33,7 @@ def resolve_run(run: str | Path) -> Path:
         return path
     folder, digest = SHIPPED[str(run)]
     found = zoo_dir() / folder
-    from .io import sha256_file
+    from .atomic import sha256_file
 
     from .runfolder import RunFolder
 
@@ -51,7 +51,7 @@ def chip_parity(full: Path, half: Path) -> dict:
 
     from .checkpoint import load_checkpoint
     from .config import Recipe
-    from .infer import predict_chips, to_classes
+    from .inference import predict_chips, to_classes
     from .runtime import select_runtime
     from .runfolder import RunFolder
     from .workflow import load_data
@@ -90,7 +90,7 @@ def ship(run_dir: Path, name: str, version: int, out: Path, card: str, overwrite
     `parity(fp32_run, fp16_run)` compares the two on held-out data and returns figures including
     `mask_agreement`; below 0.999 nothing is written."""
     from .checkpoint import load_pair, save_pair
-    from .io import atomic_dir, check_output_dir, sha256_file, write_text_atomic
+    from .atomic import atomic_dir, check_output_dir, sha256_file, write_text_atomic
     from .runfolder import RunFolder
 
     info = RunFolder(run_dir).info()

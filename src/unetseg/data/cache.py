@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_dir, sha256_file
+from ..atomic import atomic_dir, sha256_file
 from ..errors import DataError
 from .folder import Pair, decode_pair
 from .spec import DatasetSpec

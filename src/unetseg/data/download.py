@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from ..io import atomic_dir, check_output_dir
+from ..atomic import atomic_dir, check_output_dir
 from ..errors import DataError
 from .folder import scan_folder
 

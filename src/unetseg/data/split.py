@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..config import SplitConfig
-from ..io import write_text_atomic
+from ..atomic import write_text_atomic
 from ..errors import DataError, first_line
 
 PARTS = ("test", "val", "train")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from ..io import atomic_dir, check_output_dir
+from ..atomic import atomic_dir, check_output_dir
 from ..errors import DataError
 from ..progress import bar as progress_bar
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.files import resize_to
-from ..infer import predict_probs, to_input
+from ..inference import predict_probs, to_input
 from ..ood import image_features
 from ..runtime import Runtime
 from ..data.sources import Source

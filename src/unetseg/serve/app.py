@@ -29,7 +29,7 @@ from ..config import PredictConfig
 from ..errors import DataError, first_line
 from ..data.files import image_shape
 from ..predict.outputs import mask_png, overlay_png
-from ..predict.run import Predictor
+from ..predict.pipeline import Predictor
 from ..predict.areas import PixelAreas
 from ..data.sources import RasterSource
 from ..runfolder import RunFolder

@@ -100,7 +100,7 @@ def forward_gflop(model: torch.nn.Module, channels: int, size: int) -> float:
 def data_wait_fraction(step: TrainStep, chips: int = 256, steps: int = 8) -> float:
     """Share of a training step spent getting the batch ready (indexing uint8 chips, conversion to the
     model's input), measured on the real input path: chips in memory, as the training loop has them."""
-    from .infer import to_input
+    from .inference import to_input
 
     size, channels = step.x.shape[-1], step.x.shape[1]
     images = torch.randint(0, 256, (chips, size, size, channels), dtype=torch.uint8)

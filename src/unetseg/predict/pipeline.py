@@ -15,7 +15,7 @@ from ..config import ModelConfig, PredictConfig, Recipe
 from ..errors import DataError
 from ..data.spec import DatasetSpec
 from ..data.folder import median_chip_scale, scan_folder
-from ..io import atomic_path, check_new_file, output_file, write_csv_atomic, write_text_atomic
+from ..atomic import atomic_path, check_new_file, output_file, write_csv_atomic, write_text_atomic
 from ..head import head_of
 from ..runfolder import RunFolder
 from ..runtime import Runtime
