@@ -535,7 +535,7 @@ def ship(
 
     Example: unetseg ship runs/general-s42 --name water --version 1
     """
-    from .zoo import ship as do_ship
+    from .shipping import ship as do_ship
 
     r = do_ship(run, name, version, out, card.read_text(), overwrite)
     typer.echo(f"wrote {r['folder']}: {r['bytes']:,} bytes, masks agree on {100 * r['mask_agreement']:.3f}% of "

@@ -301,13 +301,9 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
     from .evaluation import evaluate_scenes
     from .predict.pipeline import Predictor
 
-    if run_dir is not None:
-        from .zoo import resolve_run
-
-        run_dir = resolve_run(run_dir)
-        RunFolder(run_dir).info()
     scene_set = load_scene_set(scenes)
     predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
+    run_dir = predictor.run_dir  # a shipped model's name resolved to its folder
     skip: frozenset[str] = frozenset()
     trained = predictor.run_info.get("scenes") if run_dir is not None else None
     if trained and Path(trained["data"]).resolve() == scene_set.root.resolve():

@@ -72,7 +72,7 @@ class TernausNet(nn.Module):
 
     def load_vgg11(self, path: str | Path) -> int:
         """Copy the conv weights of a torchvision-format VGG11 state dict (a local file) into the encoder."""
-        from ..checkpoint import read_state_dict
+        from ..pickles import read_state_dict
 
         path = Path(path)
         state = read_state_dict(path)

@@ -88,13 +88,16 @@ class Predictor:
                  log: Callable[[str], None] = print):
         cfg.check()
         self.cfg, self.rt, self.progress, self.log = cfg, rt, progress, log
+        self.run_dir: Path | None = None
         if cfg.method != "unet":
             self._index(cfg.method)
             return
         from ..zoo import resolve_run
 
-        run_dir = resolve_run(run_dir)
+        run_dir = self.run_dir = resolve_run(run_dir)
         folder = RunFolder(run_dir)
+        if not folder.is_run() and Path(run_dir).is_dir():
+            folder.info()  # a folder that is not a run: the clear error
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
         model, ck = load_checkpoint(weights, rt.device)
         if cfg.engine == "onnxruntime":
