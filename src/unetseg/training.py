@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -122,6 +122,174 @@ def epoch_batches(n: int, recipe: Recipe, epoch: int, gen: torch.Generator, worl
     return list(torch.tensor(list(sampler)).split(recipe.batch_size // world.size))
 
 
+@dataclass
+class TrainingState:
+    """Everything training changes: model, optimizer, schedule, scaler, early stopping, history, data order,
+    the running loss of the epoch. `state_dict` and `load_state_dict` round-trip it exactly (train --resume)."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: torch.amp.GradScaler
+    stopper: EarlyStopper
+    gen: torch.Generator  # the data order
+    history: list[dict] = field(default_factory=list)
+    best_info: dict = field(default_factory=dict)
+    epoch: int = 1  # where to go on: this epoch...
+    step: int = 0  # ...at this step (0: the epoch has not begun)
+    loss_sum: float = 0.0  # the running sums of the epoch (over all processes when saved)
+    seen: int = 0
+    epoch_seconds: float = 0.0  # time already spent in this epoch before an interruption
+    elapsed: float = 0.0  # training time before this process started
+
+    def state_dict(self, world: World, epoch: int, step: int, epoch_gen: torch.Tensor, epoch_seconds: float,
+                   elapsed: float) -> dict:
+        """Everything needed to go on at `step` of `epoch`; `epoch_gen` is the data-order state at its start."""
+        total_loss, total_seen = world.sum(self.loss_sum, self.seen)
+        return {"epoch": epoch, "step": step, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else None,
+                "scaler": self.scaler.state_dict(), "stopper": (self.stopper.best, self.stopper.bad_epochs),
+                "history": self.history, "best_info": self.best_info, "loss_sum": total_loss,
+                "seen": int(total_seen), "epoch_seconds": epoch_seconds, "elapsed": elapsed, "generator": epoch_gen,
+                "torch_rng": torch.get_rng_state(), "processes": world.size}
+
+    def load_state_dict(self, d: dict, world: World) -> None:
+        self.model.load_state_dict(d["model"])
+        self.opt.load_state_dict(d["optimizer"])
+        if self.sched is not None:
+            self.sched.load_state_dict(d["scheduler"])
+        self.scaler.load_state_dict(d["scaler"])
+        self.stopper.best, self.stopper.bad_epochs = d["stopper"]
+        self.history, self.best_info = d["history"], d["best_info"]
+        self.epoch, self.step = d["epoch"], d["step"]
+        if world.main:  # the saved sums are over all processes
+            self.loss_sum, self.seen = d["loss_sum"], d["seen"]
+        self.epoch_seconds, self.elapsed = d["epoch_seconds"], d["elapsed"]
+        self.gen.set_state(d["generator"])
+        torch.set_rng_state(d["torch_rng"])
+
+
+def new_training(recipe: Recipe, rt: Runtime, steps_per_epoch: int, log: Callable[[str], None],
+                 resume: dict | None = None) -> TrainingState:
+    """The model (seeded), optimizer, schedule, scaler and early stopping of a recipe."""
+    torch.manual_seed(recipe.seed)
+    model = build_model(recipe.model)
+    if recipe.model.encoder_weights and resume is None:
+        if not hasattr(model, "load_vgg11"):
+            raise ValueError(f"--encoder-weights applies to ternausnet, not {recipe.model.name}")
+        log(f"encoder weights: {model.load_vgg11(recipe.model.encoder_weights)} tensors from "
+            f"{recipe.model.encoder_weights}")
+    model = model.to(rt.device, memory_format=torch.channels_last)
+    opt = make_optimizer(model, recipe)
+    mode = "min" if recipe.monitor == "val_loss" else "max"
+    return TrainingState(model, opt, make_scheduler(opt, recipe, steps_per_epoch, mode),
+                         torch.amp.GradScaler(enabled=rt.precision == "fp16"),
+                         EarlyStopper(recipe.early_stopping_patience, mode), torch.Generator().manual_seed(recipe.seed))
+
+
+@dataclass
+class Context:
+    """What an epoch needs besides the state: the data, the settings, where to write."""
+
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    recipe: Recipe
+    rt: Runtime
+    world: World
+    run_dir: Path
+    augment: nn.Module | None
+    log: Callable[[str], None]
+    progress: bool
+
+    @property
+    def per_batch(self) -> bool:
+        return self.recipe.schedule not in ("plateau", "none")
+
+
+def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: torch.Tensor, stop: StopRequest,
+                t0: float, started: float) -> int:
+    """The steps of epoch st.epoch from st.step on; returns the number of batches. A non-finite loss raises
+    Diverged before the weights change; Ctrl-C / SIGTERM saves the state at the next step and raises Interrupted."""
+    recipe, world = ctx.recipe, ctx.world
+    epoch_gen = st.gen.get_state()
+    batches = epoch_batches(len(images), recipe, st.epoch, st.gen, world)
+    bar = progress_bar(batches, enabled=ctx.progress, desc=f"epoch {st.epoch}/{recipe.epochs}", unit="batch",
+                       leave=False, dynamic_ncols=True, initial=st.step)
+    for step, idx in enumerate(batches[st.step:], start=st.step):
+        x = to_input(images[idx], ctx.rt.device)
+        y = masks[idx].to(ctx.rt.device)
+        if ctx.augment is not None:
+            x, y = ctx.augment(x, y)
+        with ctx.rt.autocast():
+            logits = ctx.net(x)
+        loss = loss_fn(logits, y, recipe.loss)
+        value = loss.item()
+        bad = not math.isfinite(value)
+        if world.distributed:  # every process must take the same decision at the same step
+            bad = world.sum(float(bad))[0] > 0
+        if bad:
+            raise Diverged(diverged_message(ctx.run_dir, st.epoch, step + 1, value, st.history))
+        st.opt.zero_grad(set_to_none=True)
+        st.scaler.scale(loss).backward()
+        st.scaler.step(st.opt)
+        st.scaler.update()
+        if ctx.per_batch:
+            st.sched.step()
+        st.seen += len(idx)
+        st.loss_sum += value * len(idx)
+        bar.set_postfix(loss=f"{st.loss_sum / st.seen:.4f}", img_s=f"{st.seen / (time.perf_counter() - t0):.1f}")
+        if step + 1 < len(batches) and stop_now(stop, world):
+            bar.close()
+            snapshot = st.state_dict(world, st.epoch, step + 1, epoch_gen, time.perf_counter() - t0,
+                                     st.elapsed + time.perf_counter() - started)
+            if world.main:
+                save_training_state(ctx.run_dir, snapshot)
+            raise Interrupted(interrupted_message(ctx.run_dir, st.epoch, step + 1, len(batches)))
+    bar.close()
+    return len(batches)
+
+
+def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, started: float, board: Any) -> bool:
+    """Validate (rank 0), add the history row, write checkpoints and history, log, step the schedule; True when
+    early stopping ends training."""
+    recipe, world, epoch = ctx.recipe, ctx.world, st.epoch
+    train_seconds = time.perf_counter() - t0
+    st.loss_sum, st.seen = world.sum(st.loss_sum, st.seen)  # over all processes: the global batch's loss
+    val = validate(st.model, val_chips, ctx.rt, recipe.batch_size, recipe.model.num_classes, recipe.loss) \
+        if world.main else {}
+    if world.distributed:  # rank 0 validated; everyone takes the same decisions from its figures
+        shared = world.broadcast(val.get("loss", 0.0), val.get("mean_iou", 0.0), val.get("water_iou", math.nan))
+        val = {**val, "loss": shared[0], "mean_iou": shared[1], "water_iou": shared[2]}
+    row = {"epoch": epoch, "train_loss": round(st.loss_sum / st.seen, 6), "val_loss": round(val["loss"], 6),
+           "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
+           "lr": st.opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
+           "images_per_s": round(st.seen / train_seconds, 2)}
+    st.loss_sum, st.seen = 0.0, 0
+    st.history.append(row)
+    if board is not None:
+        for key in ("train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "images_per_s"):
+            board.add_scalar(key, row[key], epoch)
+    monitored = row["val_loss"] if recipe.monitor == "val_loss" else row["val_miou"]
+    info = {"epoch": epoch, "recipe": recipe.to_dict(), "validation": val, "runtime": ctx.rt.describe(),
+            "train_seconds_so_far": round(st.elapsed + time.perf_counter() - started, 1)}
+    improved = st.stopper.improved(monitored)
+    if improved:
+        st.best_info = info
+    if world.main:
+        if improved:
+            save_checkpoint(ctx.run_dir, "best", st.model, info)
+        save_checkpoint(ctx.run_dir, "last", st.model, info)
+        write_history(RunFolder(ctx.run_dir).history_path, st.history)
+    ctx.log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+            f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
+            + ("  *best" if improved else ""))
+    if st.sched is not None and not ctx.per_batch:
+        st.sched.step(monitored)
+    if st.stopper.should_stop:
+        ctx.log(f"early stop: {recipe.monitor} did not improve for {recipe.early_stopping_patience} epochs")
+        return True
+    return False
+
+
 def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
           progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None,
           world: World = World(), resume: dict | None = None,
@@ -142,65 +310,25 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     if world.distributed and recipe.batch_size % world.size:
         raise ValueError(f"batch size {recipe.batch_size} does not split evenly over {world.size} processes")
     log = log if world.main else (lambda m: None)
-    progress = progress and world.main
-
-    torch.manual_seed(recipe.seed)
-    model = build_model(recipe.model)
-    if recipe.model.encoder_weights and resume is None:
-        if not hasattr(model, "load_vgg11"):
-            raise ValueError(f"--encoder-weights applies to ternausnet, not {recipe.model.name}")
-        log(f"encoder weights: {model.load_vgg11(recipe.model.encoder_weights)} tensors from {recipe.model.encoder_weights}")
-    model = model.to(rt.device, memory_format=torch.channels_last)
-    net = model
+    n_train = len(train_chips.stems) + (extra_count if extra is not None else 0)
+    st = new_training(recipe, rt, len(epoch_batches(n_train, recipe, 0, torch.Generator(), world)), log, resume)
+    net = st.model
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-    opt = make_optimizer(model, recipe)
-    mode = "min" if recipe.monitor == "val_loss" else "max"
-    n_train = len(train_chips.stems) + (extra_count if extra is not None else 0)
-    sched = make_scheduler(opt, recipe, len(epoch_batches(n_train, recipe, 0, torch.Generator(), world)), mode)
-    per_batch = sched is not None and recipe.schedule != "plateau"
+        net = DistributedDataParallel(st.model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     augment = Augment(recipe.augment, recipe.model.in_channels).to(rt.device) if recipe.augment else None
-    scaler = torch.amp.GradScaler(enabled=rt.precision == "fp16")
-    stopper = EarlyStopper(recipe.early_stopping_patience, mode)
-    log(f"model {recipe.model.name}: {count_parameters(model):,} parameters; {rt.describe()}")
+    ctx = Context(net, recipe, rt, world, run_dir, augment, log, progress and world.main)
+    log(f"model {recipe.model.name}: {count_parameters(st.model):,} parameters; {rt.describe()}")
     more = f" + {extra_count} scene crops per epoch" if extra is not None else ""
     log(f"train {len(train_chips.stems)} chips{more}, validate {len(val_chips.stems)}, "
         f"{recipe.epochs} epochs of batch {recipe.batch_size} at {recipe.image_size} px")
 
     images = torch.from_numpy(np.ascontiguousarray(train_chips.images))
     masks = torch.from_numpy(np.ascontiguousarray(train_chips.masks))
-    gen = torch.Generator().manual_seed(recipe.seed)
-    history: list[dict] = []
-    best_info: dict = {}
-    first_epoch, skip, loss_sum, seen, done_seconds, elapsed = 1, 0, 0.0, 0, 0.0, 0.0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        stopper.best, stopper.bad_epochs = resume["stopper"]
-        history, best_info = resume["history"], resume["best_info"]
-        first_epoch, skip = resume["epoch"], resume["step"]
-        if world.main:  # the saved sums are over all processes
-            loss_sum, seen = resume["loss_sum"], resume["seen"]
-        done_seconds, elapsed = resume["epoch_seconds"], resume["elapsed"]
-        gen.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
-        log(f"resuming at epoch {first_epoch}, step {skip}")
-
-    def state(epoch: int, step: int, epoch_gen: torch.Tensor, epoch_seconds: float) -> dict:
-        """Everything needed to go on at `step` of `epoch` (step 0: the epoch has not begun)."""
-        total_loss, total_seen = world.sum(loss_sum, seen)
-        return {"epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None, "scaler": scaler.state_dict(),
-                "stopper": (stopper.best, stopper.bad_epochs), "history": history, "best_info": best_info,
-                "loss_sum": total_loss, "seen": int(total_seen), "epoch_seconds": epoch_seconds,
-                "elapsed": elapsed + time.perf_counter() - started, "generator": epoch_gen,
-                "torch_rng": torch.get_rng_state(), "processes": world.size}
-
+        st.load_state_dict(resume, world)
+        log(f"resuming at epoch {st.epoch}, step {st.step}")
     board = None
     if tensorboard_dir is not None and world.main:
         from torch.utils.tensorboard import SummaryWriter
@@ -208,100 +336,33 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
         board = SummaryWriter(str(tensorboard_dir))
     started = time.perf_counter()
     with StopRequest(log) as stop:
-        for epoch in range(first_epoch, recipe.epochs + 1):
+        for epoch in range(st.epoch, recipe.epochs + 1):
+            st.epoch = epoch
             net.train()
-            t0 = time.perf_counter() - done_seconds
-            epoch_gen = gen.get_state()
+            t0 = time.perf_counter() - st.epoch_seconds
             epoch_images, epoch_masks = images, masks
             if extra is not None:
                 more_images, more_masks = extra(epoch)
                 epoch_images = torch.cat([images, torch.from_numpy(more_images)])
                 epoch_masks = torch.cat([masks, torch.from_numpy(more_masks)])
-            batches = epoch_batches(len(epoch_images), recipe, epoch, gen, world)
-            bar = progress_bar(batches, enabled=progress, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch",
-                       leave=False, dynamic_ncols=True, initial=skip)
-            for step, idx in enumerate(batches[skip:], start=skip):
-                x = to_input(epoch_images[idx], rt.device)
-                y = epoch_masks[idx].to(rt.device)
-                if augment is not None:
-                    x, y = augment(x, y)
-                with rt.autocast():
-                    logits = net(x)
-                loss = loss_fn(logits, y, recipe.loss)
-                value = loss.item()
-                bad = not math.isfinite(value)
-                if world.distributed:  # every process must take the same decision at the same step
-                    bad = world.sum(float(bad))[0] > 0
-                if bad:
-                    raise Diverged(diverged_message(run_dir, epoch, step + 1, value, history))
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                if per_batch:
-                    sched.step()
-                seen += len(idx)
-                loss_sum += value * len(idx)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{seen / (time.perf_counter() - t0):.1f}")
-                if step + 1 < len(batches) and stop_now(stop, world):
-                    bar.close()
-                    snapshot = state(epoch, step + 1, epoch_gen, time.perf_counter() - t0)
-                    if world.main:
-                        save_training_state(run_dir, snapshot)
-                    raise Interrupted(interrupted_message(run_dir, epoch, step + 1, len(batches)))
-            bar.close()
-            skip, done_seconds = 0, 0.0
-            train_seconds = time.perf_counter() - t0
-            loss_sum, seen = world.sum(loss_sum, seen)  # over all processes: the global batch's loss
-            val = validate(model, val_chips, rt, recipe.batch_size, recipe.model.num_classes, recipe.loss) \
-                if world.main else {}
-            if world.distributed:  # rank 0 validated; everyone takes the same decisions from its figures
-                shared = world.broadcast(val.get("loss", 0.0), val.get("mean_iou", 0.0),
-                                         val.get("water_iou", math.nan))
-                val = {**val, "loss": shared[0], "mean_iou": shared[1], "water_iou": shared[2]}
-            row = {
-                "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "val_loss": round(val["loss"], 6),
-                "val_miou": round(val["mean_iou"], 6), "val_water_iou": round(val.get("water_iou", float("nan")), 6),
-                "lr": opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2),
-                "images_per_s": round(seen / train_seconds, 2),
-            }
-            loss_sum, seen = 0.0, 0
-            history.append(row)
-            if board is not None:
-                for key in ("train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "images_per_s"):
-                    board.add_scalar(key, row[key], epoch)
-            monitored = row["val_loss"] if recipe.monitor == "val_loss" else row["val_miou"]
-            info = {"epoch": epoch, "recipe": recipe.to_dict(), "validation": val, "runtime": rt.describe(),
-                    "train_seconds_so_far": round(elapsed + time.perf_counter() - started, 1)}
-            improved = stopper.improved(monitored)
-            if improved:
-                best_info = info
-            if world.main:
-                if improved:
-                    save_checkpoint(run_dir, "best", model, info)
-                save_checkpoint(run_dir, "last", model, info)
-                write_history(RunFolder(run_dir).history_path, history)
-            log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-                f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
-                + ("  *best" if improved else ""))
-            if sched is not None and not per_batch:
-                sched.step(monitored)
-            if stopper.should_stop:
-                log(f"early stop: {recipe.monitor} did not improve for {recipe.early_stopping_patience} epochs")
+            steps = train_epoch(st, ctx, epoch_images, epoch_masks, stop, t0, started)
+            st.step, st.epoch_seconds = 0, 0.0
+            if end_epoch(st, ctx, val_chips, t0, started, board):
                 break
             if epoch < recipe.epochs:
-                snapshot = state(epoch + 1, 0, gen.get_state(), 0.0)
+                snapshot = st.state_dict(world, epoch + 1, 0, st.gen.get_state(), 0.0,
+                                         st.elapsed + time.perf_counter() - started)
                 if world.main:
                     save_training_state(run_dir, snapshot)
                 if stop_now(stop, world):
-                    raise Interrupted(interrupted_message(run_dir, epoch + 1, 0, len(batches)))
+                    raise Interrupted(interrupted_message(run_dir, epoch + 1, 0, steps))
     if board is not None:
         board.close()
     if world.main:
-        plot_curves(history, run_dir / "curves.png")
+        plot_curves(st.history, run_dir / "curves.png")
         remove_training_state(run_dir)  # finished: nothing to resume
-    return {"history": history, "best": best_info, "seconds": round(elapsed + time.perf_counter() - started, 1),
-            "parameters": count_parameters(model)}
+    return {"history": st.history, "best": st.best_info,
+            "seconds": round(st.elapsed + time.perf_counter() - started, 1), "parameters": count_parameters(st.model)}
 
 
 def stop_now(stop: StopRequest, world: World) -> bool:
