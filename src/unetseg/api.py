@@ -44,8 +44,7 @@ class Model:
         does. No-data (NaN) pixels get class 255."""
         source = ArraySource(array, self._predictor.model_cfg.in_channels,
                              value_range or self._predictor.value_range)
-        scale, _ = self._predictor.scale_for(source, gsd)
-        keep, _, _ = self._predictor.collect(source, scale, full=True)
+        keep = self._predictor.segment(source, gsd=gsd).keep
         classes = np.where(keep.valid, keep.classes, 255).astype(np.uint8)
         probs = keep.probs[0] if self._predictor.head.binary else keep.probs
         return probs, classes

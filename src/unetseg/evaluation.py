@@ -116,7 +116,6 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
     from .data.scenes import read_label
     from .figures import plot_scene
     from .atomic import write_csv_atomic
-    from .predict.areas import PixelAreas
 
     pooled = ConfusionAccumulator(2)
     rows = []
@@ -128,36 +127,33 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
         source = predictor.open(scene.image, list(scene.bands) if scene.bands else None,
                                 scene.value_range if scene.value_range != "auto" else None)
         try:
-            ground = PixelAreas(source.height, source.width, source.transform, source.crs)
-            scale, how = predictor.scale_for(source, ground.ground_resolution or scene.gsd)
             t0 = time.perf_counter()
-            keep, stats, counts = predictor.collect(source, scale)
+            result = predictor.segment(source, gsd=scene.gsd)
             seconds = time.perf_counter() - t0
             image = source.pixels if hasattr(source, "pixels") else \
                 source.to_uint8(source.read(0, 0, source.height, source.width)[0])
         finally:
             source.close()
+        keep, pred, judged = result.keep, result.water, result.row
         truth, scored = read_label(scene, keep.classes.shape)
         scored &= keep.valid
-        pred = (keep.classes == predictor.water) & keep.valid
         acc = ConfusionAccumulator(2)
         for a in (acc, pooled):
             a.update(torch.from_numpy(pred[scored]), torch.from_numpy(truth[scored]))
         s = scores_from_confusion(acc.matrix(), ["background", "water"])
-        judged = predictor.judge(scene.image, stats, counts)
         rows.append({"scene": scene.name, "mean_iou": round(s["mean_iou"], 4),
                      "water_iou": round(s.get("water_iou", float("nan")), 4),
                      "unlike_training": judged["unlike_training"], "mean_entropy": judged["mean_entropy"],
                      "true_water": round(float(truth[scored].mean()) if scored.any() else 0.0, 4),
                      "predicted_water": round(float(pred[scored].mean()) if scored.any() else 0.0, 4),
-                     "scored_pixels": int(scored.sum()), "scale": round(scale[0], 4), "scale_from": how,
+                     "scored_pixels": int(scored.sum()), "scale": judged["scale"], "scale_from": judged["scale_from"],
                      "seconds": round(seconds, 2), "confusion_matrix": acc.matrix().tolist()})
         plot_scene(image if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, -1), truth, pred, scored,
                    f"{scene.name}: water IoU {rows[-1]['water_iou']:.3f}, mean IoU {rows[-1]['mean_iou']:.3f}",
                    out_dir / f"{scene.name}.png")
         log(f"{scene.name}: water IoU {rows[-1]['water_iou']:.3f}  mean IoU {rows[-1]['mean_iou']:.3f}  "
             f"(water {100 * rows[-1]['true_water']:.1f}% true, {100 * rows[-1]['predicted_water']:.1f}% predicted; "
-            f"scale {scale[0]:.3g})")
+            f"scale {judged['scale']})")
     if not rows:
         raise DataError(f"{scene_set.root}: no scene left to evaluate")
     total = scores_from_confusion(pooled.matrix(), ["background", "water"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -78,6 +79,24 @@ def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
         names = {"mask": "_mask.png", "overlay": "_overlay.png", "probability": "_probability.png" if cfg.probabilities
                  else ""}
     return {kind: output_file(out, file.stem + suffix) for kind, suffix in names.items() if suffix}
+
+
+@dataclass
+class Segmented:
+    """An image segmented in memory: `keep` (classes, probability, valid, every probability plane), the water
+    pixels, and the summary row's figures."""
+
+    keep: ArrayCollector
+    water: np.ndarray
+    row: dict
+    num_classes: int
+
+    def mask_png(self):
+        return mask_png(self.keep.classes, self.keep.valid, self.num_classes)
+
+    def overlay_png(self, image: np.ndarray):
+        rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
+        return overlay_png(rgb, self.water, self.keep.valid)
 
 
 class Predictor:
@@ -171,7 +190,7 @@ class Predictor:
             if isinstance(source, RasterSource):
                 row.update(self._raster(source, scale, paths, ground))
             else:
-                row.update(self._image(source, scale, paths))
+                row.update(self._image(source, paths))
         finally:
             source.close()
         row["outputs"] = [str(p) for p in paths.values()]
@@ -211,32 +230,45 @@ class Predictor:
         return choose_scale(self.cfg, source, self.image_size, self.auto_scale, self.model_gsd,
                             ground_resolution or self.cfg.gsd)
 
-    def collect(self, source: Source, scale: tuple[float, float], full: bool = False
-                ) -> tuple[ArrayCollector, Stats, Counts]:
+    def collect(self, source: Source, scale: tuple[float, float], full: bool = False,
+                threshold: float | None = None) -> tuple[ArrayCollector, Stats, Counts]:
         """Segment a source that fits in memory: whole class map, probability and valid mask (`full`: every
         probability plane as well)."""
         keep = ArrayCollector(source.height, source.width, self.head.outputs if full else 0)
         counts = Counts(self.model_cfg.num_classes)
+        threshold = self.cfg.threshold if threshold is None else threshold
 
         def sink(y0, probs, valid):
-            classes = class_map(probs, self.cfg.threshold)
+            classes = class_map(probs, threshold)
             counts.add(classes, valid, probs)
             keep.write(y0, classes, probs, valid)
 
         stats = self.segmenter.run(source, scale, sink, self.progress)
         return keep, stats, counts
 
-    def _image(self, source: Source, scale: tuple[float, float], paths: dict[str, Path]) -> dict:
-        keep, stats, counts = self.collect(source, scale)
-        row = self._finish(source.path, stats, counts)
-        images = {"mask": mask_png(keep.classes, keep.valid, self.model_cfg.num_classes),
-                  "overlay": overlay_png(source.pixels, keep.classes == self.water, keep.valid)}
+    def segment(self, source: Source, threshold: float | None = None, gsd: float | None = None) -> "Segmented":
+        """A whole image in memory, the one path behind predict's plain images, serve's replies, the API and
+        scene evaluation: classes at `threshold` (default: the settings'), probabilities, no-data, the summary
+        figures (water fraction, true ground area for georeferenced images, unlike-training score)."""
+        ground = PixelAreas(source.height, source.width, source.transform, source.crs)
+        scale, how = self.scale_for(source, ground.ground_resolution or gsd)
+        keep, stats, counts = self.collect(source, scale, full=True, threshold=threshold)
+        row = {"scale": round(scale[0], 4) if scale[0] == scale[1] else f"{scale[0]:.4f}x{scale[1]:.4f}",
+               "scale_from": how, **self._finish(source.path, stats, counts)}
+        water = (keep.classes == self.water) & keep.valid
+        row.update({"water_area": round(ground.area(0, water), 2), "area_unit": ground.unit} if ground.unit == "m2"
+                   else {"water_area": "", "area_unit": ""})
+        return Segmented(keep, water, row, self.model_cfg.num_classes)
+
+    def _image(self, source: Source, paths: dict[str, Path]) -> dict:
+        result = self.segment(source, gsd=self.cfg.gsd)
+        images = {"mask": result.mask_png(), "overlay": result.overlay_png(source.pixels)}
         if "probability" in paths:
-            images["probability"] = probability_png(keep.prob, keep.valid)
+            images["probability"] = probability_png(result.keep.prob, result.keep.valid)
         with ExitStack() as stack:  # all or nothing: the renames happen together at the end
             for name, img in images.items():
                 img.save(stack.enter_context(atomic_path(paths[name])), format="PNG")
-        return row
+        return result.row
 
     def _raster(self, source: RasterSource, scale: tuple[float, float], paths: dict[str, Path],
                 ground: PixelAreas) -> dict:

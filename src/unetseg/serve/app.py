@@ -28,9 +28,7 @@ from pydantic import BaseModel, Field
 from ..config import PredictConfig
 from ..errors import DataError, first_line
 from ..data.files import image_shape
-from ..predict.outputs import mask_png, overlay_png
 from ..predict.pipeline import Predictor
-from ..predict.areas import PixelAreas
 from ..data.sources import RasterSource
 from ..runfolder import RunFolder
 from ..runtime import Runtime
@@ -214,36 +212,28 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         t0 = time.perf_counter()
         source = predictor.open(path)
         try:
-            ground = PixelAreas(source.height, source.width, source.transform, source.crs)
             with model_lock:
-                keep, stats, counts = predictor.collect(source, predictor.scale_for(source,
-                                                                                      ground.ground_resolution)[0])
-            rgb = source.pixels if not isinstance(source, RasterSource) else \
+                result = predictor.segment(source, threshold)
+            image = source.pixels if not isinstance(source, RasterSource) else \
                 source.to_uint8(source.read(0, 0, source.height, source.width)[0])
             crs = source.crs
         finally:
             source.close()
-        if counts.valid == 0:
-            raise DataError(f"{name}: every pixel is no-data; nothing to segment")
-        judged = predictor.judge(Path(name), stats, counts)
-        ref = predictor.run_info.get("input_stats")
-        classes = keep.classes if threshold == cfg.threshold or not predictor.head.binary else \
-            (keep.prob > threshold).astype(np.uint8)
-        water = (classes == predictor.water) & keep.valid
-        area = ground.area(0, water) if ground.unit == "m2" else None
+        row, keep = result.row, result.keep
         prob = Image.fromarray(np.stack([np.rint(keep.prob * 255).astype(np.uint8),
                                          keep.valid.astype(np.uint8) * 255], axis=-1), "LA")
-        rgb3 = rgb[..., :3] if rgb.shape[-1] >= 3 else np.repeat(rgb[..., :1], 3, axis=-1)
+        ref = predictor.run_info.get("input_stats")
+        rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
         return Segmentation(
             width=source.width, height=source.height, threshold=threshold,
-            water_fraction=round(float(water.sum()) / counts.valid, 6), water_pixels=int(water.sum()),
-            valid_pixels=counts.valid, water_area_m2=round(area, 2) if area is not None else None,
-            crs=crs.to_string() if crs is not None else None, tiles=stats.tiles,
-            unlike_training=judged["unlike_training"] if judged["unlike_training"] != "" else None,
+            water_fraction=row["water_fraction"], water_pixels=row["water_pixels"], valid_pixels=row["valid_pixels"],
+            water_area_m2=row["water_area"] if row["area_unit"] == "m2" else None,
+            crs=crs.to_string() if crs is not None else None, tiles=row["tiles"],
+            unlike_training=row["unlike_training"] if row["unlike_training"] != "" else None,
             unlike_threshold=round(ref["threshold"], 3) if ref else None,
-            mean_entropy=judged["mean_entropy"] if judged["mean_entropy"] != "" else None,
-            seconds=round(time.perf_counter() - t0, 3), image_png=_b64png(Image.fromarray(rgb3, "RGB")),
-            mask_png=_b64png(mask_png(classes, keep.valid, predictor.model_cfg.num_classes)),
-            overlay_png=_b64png(overlay_png(rgb3, water, keep.valid)), probability_png=_b64png(prob))
+            mean_entropy=row["mean_entropy"] if row["mean_entropy"] != "" else None,
+            seconds=round(time.perf_counter() - t0, 3), image_png=_b64png(Image.fromarray(rgb, "RGB")),
+            mask_png=_b64png(result.mask_png()), overlay_png=_b64png(result.overlay_png(rgb)),
+            probability_png=_b64png(prob))
 
     return app
