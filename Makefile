@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 UNETSEG_DATA ?= ../shared/data/water-bodies
 export UNETSEG_DATA
 
-.PHONY: run test reproduce bench venv clean browser
+.PHONY: run test test-fast reproduce bench venv clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ browser:
 ## test: the test suite (its screenshot goes to test-artifacts/)
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+## test-fast: the edit-test loop: everything but the tests marked slow or needing the real data (under 2 min)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not realdata"
 
 ## reproduce: the full seed recipe on the real data (about 2 h on a 2-core AVX2 CPU)
 reproduce: $(STAMP)

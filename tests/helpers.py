@@ -8,9 +8,27 @@ import zlib
 
 
 def unetseg(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
-    """Run the real console entry point in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    """Run the command line: in this process (the same typer app and `friendly` error handling as the console
+    script, without paying for a new Python and its imports on every call), or in a subprocess with
+    UNETSEG_TEST_SUBPROCESS=1. An exception that escapes the command is put in stderr as its traceback, so the
+    tests' "no traceback" checks hold in both."""
+    if os.environ.get("UNETSEG_TEST_SUBPROCESS"):
+        return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,
+                              cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    import traceback
+    from contextlib import chdir, nullcontext
+
+    from typer.testing import CliRunner
+
+    from unetseg.cli import app
+
+    with chdir(cwd) if cwd else nullcontext():
+        result = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    code = result.exit_code if result.exception is None or isinstance(result.exception, SystemExit) else 1
+    return subprocess.CompletedProcess(["unetseg", *map(str, args)], code, result.stdout, stderr)
 
 
 def png_header_only(width: int, height: int) -> bytes:

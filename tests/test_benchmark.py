@@ -4,9 +4,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from unetseg.benchmark import TRAIN_FLOP_FACTOR
 
 
+@pytest.mark.slow
 def test_benchmark_times_every_engine_and_writes_consistent_json(tmp_path):
     out = tmp_path / "bench.json"
     args = [sys.executable, "-m", "unetseg.cli", "benchmark", "--base-width", "4", "--image-size", "32",

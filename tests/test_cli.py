@@ -116,6 +116,7 @@ def test_download_failures_are_explained(fake_kaggle, tmp_path, handle, expected
     assert not (tmp_path / "wb").exists()
 
 
+@pytest.mark.slow
 def test_reproduce_without_data_uses_synthetic_scenes_and_says_so(tmp_path):
     r = unetseg("reproduce", "--recipe", "quick", "--epochs", "1", "--image-size", "32", "--out", tmp_path / "run",
                 "--quiet", env={"UNETSEG_DATA": str(tmp_path / "nowhere"), "UNETSEG_CACHE": str(tmp_path / "c")})

@@ -23,6 +23,7 @@ def _x(n, size=32, seed=0):
     return x.contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_inductor_matches_eager_pads_small_batches_and_counts_warmup_once_per_shape():
     model, lines = _tiny(), []
     compiled = CompiledModel(model, lines.append)
@@ -60,6 +61,7 @@ def test_compile_is_for_the_torch_engine_only():
     PredictConfig(compile=True).check()
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_with_compile_agree_with_eager_and_report_the_warmup(tiny_run, synth_data, tmp_path):
     from PIL import Image
 

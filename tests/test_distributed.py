@@ -39,6 +39,7 @@ def test_two_processes_match_one_with_the_same_global_batch_and_write_one_run(sy
     assert json.loads((two / "run.json").read_text())["processes"] == 2
 
 
+@pytest.mark.slow
 def test_nproc_flag_starts_torchrun_and_refuses_an_uneven_batch(synth_data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "unetseg.cli", "train", "--data", str(synth_data), "--out",
                         str(tmp_path / "run"), "--model", "unet", "--base-width", "4", "--epochs", "1",

@@ -18,6 +18,7 @@ def exported(tiny_run, tmp_path_factory):
     return export_onnx(tiny_run, out), out
 
 
+@pytest.mark.slow
 def test_onnx_logits_match_pytorch_at_any_batch_and_size(tiny_run, exported):
     result, path = exported
     assert result["max_abs_logit_diff"] <= 1e-3 and result["mask_agreement"] >= 0.999
@@ -33,6 +34,7 @@ def test_onnx_logits_match_pytorch_at_any_batch_and_size(tiny_run, exported):
         assert ((got > 0) == (ref > 0)).mean() >= 0.999
 
 
+@pytest.mark.slow
 def test_export_refuses_to_overwrite_and_predict_runs_the_onnx_engine(tiny_run, tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "unetseg.cli", *map(str, args)], capture_output=True, text=True,

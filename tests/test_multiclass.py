@@ -100,7 +100,7 @@ def test_value_masks_multiband_tiffs_and_npy_stacks(tmp_path):
     expected = round(float(bands[0, 1, 1]) * 255 / 10000)
     assert abs(int(chips.images[0, 0, 0, 0]) - expected) <= 1
     np.save(root / "Images" / "b.npy", np.moveaxis(bands[:3], 0, -1))
-    with pytest.raises(DataError, match=r"b.npy: has 3 channel\(s\) but the dataset expects 5"):
+    with pytest.raises(DataError, match=r"b.npy: has 3 channel\(s\) but the (dataset expects|model needs) 5"):
         load_chips(scan_folder(root).pairs, 10, load_spec(root), progress=False, cache_dir=tmp_path / "c")
 
 
@@ -134,6 +134,7 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
         format_table(rows, "x")
 
 
+@pytest.mark.slow
 def test_water_that_is_not_class_1_is_water_in_predict_serve_and_the_api(mc_data, tmp_path):
     """run.json keeps the dataset's classes; predict, serve and the API must find "water" by name (here class 2),
     never assume class 1."""

@@ -47,6 +47,7 @@ def test_training_and_predict_read_a_file_to_the_same_model_input(tmp_path, valu
     assert (api.to_uint8(api.read(0, 0, 40, 50)[0]) == expected).all()
 
 
+@pytest.mark.slow
 def test_a_runs_value_range_is_recorded_and_used_by_predict_serve_and_the_api(synth_data, tmp_path):
     import shutil
 

@@ -91,6 +91,7 @@ def test_a_scene_without_water_gives_an_empty_collection_a_zero_mask_and_a_zero_
     ("EPSG:3857", from_origin(-400000, 4900000, 2000, 2000), (120, 150)),  # Web Mercator around 38-40 N
     (UTM, from_origin(400000, 5200000, 30, 30), (90, 110)),  # UTM: planar areas, scale factor aside
 ])
+@pytest.mark.slow
 def test_areas_are_true_ground_areas_in_every_crs_for_polygons_summary_and_serve(tiny_run, tmp_path, crs, transform,
                                                                                  shape):
     src = write_tif(tmp_path / "s.tif", noise((3, *shape), seed=1), crs=crs, transform=transform)
@@ -264,6 +265,7 @@ def test_png_transparency_in_a_palette_or_colour_key_is_no_data_in_predict_and_s
 # --- 6. any raster GDAL reads --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_vrt_jpeg2000_and_the_sentinel2_recipe_with_rio_stack(tiny_run, tmp_path):
     bands = noise((3, 64, 72), seed=7)
     tif = write_tif(tmp_path / "base.tif", bands)
@@ -382,6 +384,7 @@ def test_scale_auto_matches_each_raster_resolution_to_the_models(tiny_run, tmp_p
     assert "training-chip factor" in rows["photo.png"]["scale_from"]
 
 
+@pytest.mark.slow
 def test_training_with_a_ground_resolution_records_the_model_pixel_size(synth_data, tmp_path):
     from unetseg.config import ModelConfig, Recipe
     from unetseg.runtime import select_runtime

@@ -81,6 +81,7 @@ def _same_result(run, reference):
     assert not (run / "resume.safetensors").exists() and not list(run.glob(".*.tmp*"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(synth_data, reference, tmp_path):
     out = tmp_path / "run"
     code, _ = _interrupt(synth_data, out, signal.SIGKILL)
@@ -93,6 +94,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(synth_dat
     _same_result(out, reference)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_resumable_state_and_exits_cleanly(synth_data, reference, tmp_path):
     out = tmp_path / "run"
     code, stderr = _interrupt(synth_data, out, signal.SIGINT)
@@ -107,6 +109,7 @@ def test_ctrl_c_saves_a_resumable_state_and_exits_cleanly(synth_data, reference,
     assert again.returncode == 2 and "training finished (6 epochs); there is nothing to resume" in again.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_recipe_changes_and_missing_state(tmp_path, reference):
     r = _run("train", "--resume", reference, "--epochs", "9")
     assert r.returncode == 2 and "drop --epochs" in r.stderr

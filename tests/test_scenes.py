@@ -97,6 +97,7 @@ def test_a_label_of_another_size_names_the_file(tiny_run, tmp_path):
 # --- evaluate --scenes, checked against predict ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_scene_scores_equal_an_independent_count_over_predicts_own_masks(tiny_run, scene_folder, tmp_path):
     out = tmp_path / "eval"
     r = unetseg("evaluate", tiny_run, "--scenes", scene_folder, "--out", out)
@@ -140,6 +141,7 @@ def test_scene_crops_are_deterministic_at_the_stated_ground_scale(scene_folder):
     assert (steps[(steps > 0) & (steps < 10)] == 2).all()  # every model pixel is 2 native pixels apart
 
 
+@pytest.mark.slow
 def test_training_with_scenes_splits_by_scene_records_it_and_evaluate_leaves_those_scenes_out(
         synth_data, scene_folder, tmp_path):
     from unetseg.config import ModelConfig, Recipe
@@ -297,3 +299,14 @@ def test_the_shipped_model_does_not_call_dry_land_water():
     fractions = {f"{name}#{i}": float((model.predict(c, gsd=10)[1] == 1).mean()) for i, (name, c) in enumerate(crops)}
     print({k: round(v, 3) for k, v in fractions.items()})
     assert np.mean(list(fractions.values())) < 0.05
+
+
+@pytest.mark.slow
+def test_the_demo_segments_a_scene_with_the_shipped_model_even_without_the_shared_data(tmp_path):
+    r = unetseg("demo", "--out", tmp_path / "demo", env={"UNETSEG_REAL_SCENES": str(tmp_path / "nowhere")})
+    assert r.returncode == 0, r.stderr
+    assert "the package's synthetic sample" in r.stdout and "the picture:" in r.stdout
+    picture = tmp_path / "demo" / "sample_scene_overlay.png"
+    assert picture.exists() and Image.open(picture).size == (768, 768)
+    row = json.loads((tmp_path / "demo" / "predictions.json").read_text())["inputs"][0]
+    assert 0.02 < row["water_fraction"] < 0.9 and row["area_unit"] == "m2"

@@ -102,6 +102,7 @@ def test_pickles_that_would_run_code_are_never_executed(run_copy, image, tmp_pat
     assert not (tmp_path / "imported").exists()
 
 
+@pytest.mark.slow
 def test_import_turns_a_torch_save_state_dict_into_a_working_run(tiny_run, image, tmp_path):
     model, info = load_checkpoint(tiny_run / "best.safetensors")
     source = tmp_path / "weights.pth"
@@ -121,6 +122,7 @@ def test_import_turns_a_torch_save_state_dict_into_a_working_run(tiny_run, image
     one_error(r, "weights.pth: does not fit")
 
 
+@pytest.mark.slow
 def test_decompression_bombs_are_refused_with_the_limit_and_how_to_raise_it(tiny_run, image, tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header_only(100_000, 100_000))
@@ -222,6 +224,7 @@ def test_bad_predict_options_are_one_line_and_write_nothing(tiny_run, image, tmp
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_an_export_made_from_other_weights_is_refused(run_copy, image, tmp_path):
     from unetseg.checkpoint import save_checkpoint
 

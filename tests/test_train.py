@@ -148,3 +148,13 @@ def test_bf16_path_runs_a_training_step_where_the_cpu_supports_it():
     loss = loss_fn(logits, torch.ones(2, 32, 32))
     loss.backward()
     assert loss.dtype == torch.float32 and all(p.grad is not None for p in model.parameters())
+
+
+def test_evaluating_the_last_checkpoint_keeps_the_official_metrics(trained_run):
+    out, _, rt = trained_run
+    best = run_evaluate(out, rt, progress=False)
+    official = (out / "metrics.json").read_text()
+    last = run_evaluate(out, rt, checkpoint="last", progress=False)
+    assert (out / "metrics.json").read_text() == official and json.loads(official)["checkpoint"] == "best.safetensors"
+    assert json.loads((out / "metrics-last.json").read_text())["checkpoint"] == "last.safetensors"
+    assert best["checkpoint"] != last["checkpoint"]

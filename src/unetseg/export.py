@@ -98,7 +98,7 @@ def check_parity(model: nn.Module, onnx_path: Path, channels: int,
         head = Head(ref.shape[1])
         a, r = (head.classes(head.probabilities(torch.from_numpy(v))) for v in (got, ref))
         agree += int((a == r).sum())
-        total += a.size
+        total += a.numel()
     return {"max_abs_logit_diff": worst, "mask_agreement": agree / total}
 
 

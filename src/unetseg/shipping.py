@@ -79,6 +79,7 @@ def ship(run_dir: Path, name: str, version: int, out: Path, card: str, overwrite
         if size > MAX_BYTES:
             raise DataError(f"{size:,} bytes of weights: over the {MAX_BYTES:,} bytes a shipped model may have")
         write_text_atomic(tmp / "MODEL_CARD.md", card.format(name=name, version=version, run=Path(run_dir).name,
-                                                             figures=metrics_table(run_dir), bytes=size, **figures))
+                                                             figures=metrics_table(run_dir), bytes=size,
+                                                             epochs=info.get("epochs_run", "?"), **figures))
         digest = sha256_file(RunFolder(tmp).checkpoint())
     return {"folder": str(target), "sha256": digest, "bytes": size, **figures}

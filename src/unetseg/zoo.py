@@ -14,7 +14,9 @@ from pathlib import Path
 from .errors import DataError
 
 # name -> (folder inside the package, SHA-256 of its best.safetensors)
-SHIPPED: dict[str, tuple[str, str]] = {}
+SHIPPED: dict[str, tuple[str, str]] = {
+    "water": ("water-v1", "986963937840283727ed556e5ac3a34e9a8d4a90e1390b7ecb0a475178560259"),
+}
 MAX_BYTES = 5 * 1024 * 1024
 
 
