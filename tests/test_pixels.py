@@ -75,5 +75,5 @@ def test_a_runs_value_range_is_recorded_and_used_by_predict_serve_and_the_api(sy
     assert explicit.value_range == (0.0, 4000.0)
     model = package.load(tmp_path / "run", scale=1.0)  # the API: an array, and the same values as a file
     probs_array, _ = model.predict(raw)
-    keep = model._predictor.collect(model._predictor.open(tmp_path / "a.npy"), (1.0, 1.0), full=True)[0]
+    keep = model._predictor.segment(model._predictor.open(tmp_path / "a.npy")).keep
     assert np.array_equal(probs_array, keep.probs[0])

@@ -226,7 +226,7 @@ def test_plain_images_give_mask_overlay_probability_and_a_summary_row(tiny_run, 
     for name, (h, w) in {"a": (70, 130), "b": (300, 41)}.items():
         mask = np.asarray(Image.open(out / f"{name}_mask.png"))
         assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 255}
-        assert Image.open(out / f"{name}_overlay.png").size == (w, h)
+        assert Image.open(out / f"{name}_overlay.jpg").size == (w, h)
         assert Image.open(out / f"{name}_probability.png").size == (w, h)
         row = next(v for k, v in rows.items() if k.endswith(name + (".png" if name == "a" else ".jpg")))
         assert row["water_fraction"] == pytest.approx((mask == 255).mean(), abs=1e-6)

@@ -306,7 +306,7 @@ def test_the_demo_segments_a_scene_with_the_shipped_model_even_without_the_share
     r = unetseg("demo", "--out", tmp_path / "demo", env={"UNETSEG_REAL_SCENES": str(tmp_path / "nowhere")})
     assert r.returncode == 0, r.stderr
     assert "the package's synthetic sample" in r.stdout and "the picture:" in r.stdout
-    picture = tmp_path / "demo" / "sample_scene_overlay.png"
+    picture = tmp_path / "demo" / "sample_scene_overlay.jpg"
     assert picture.exists() and Image.open(picture).size == (768, 768)
     row = json.loads((tmp_path / "demo" / "predictions.json").read_text())["inputs"][0]
     assert 0.02 < row["water_fraction"] < 0.9 and row["area_unit"] == "m2"

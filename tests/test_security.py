@@ -169,7 +169,7 @@ def test_names_with_spaces_and_unicode_and_a_dangling_link_at_an_output(tiny_run
     assert not outside.exists()  # the link itself was replaced; nothing was written outside --out
     assert not (out / "水体 2_mask.png").is_symlink()
     for stem in ("lac d'été 1", "水体 2"):
-        assert (out / f"{stem}_mask.png").is_file() and (out / f"{stem}_overlay.png").is_file()
+        assert (out / f"{stem}_mask.png").is_file() and (out / f"{stem}_overlay.jpg").is_file()
     rows = (out / "predictions.csv").read_text(encoding="utf-8")
     assert "lac d'été 1.png" in rows and "水体 2.png" in rows
 

@@ -284,7 +284,8 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the outputs (created if missing)."),
     tile: int = typer.Option(256, help="Tile size in model pixels (after --scale)."),
     overlap: int = typer.Option(32, help="Pixels shared by neighbouring tiles (model pixels, at most tile/2)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Tiles per forward pass; smaller model tiles (a folder "
+                                   "of small images) batch as many pixels: 32 of 128 px for 8 of 256."),
     blend: str = typer.Option("cosine", help="How overlaps are blended: cosine, linear, average, or none "
                               "(hard cut in the middle of each overlap)."),
     scale: str = typer.Option("auto", help="Resize factor from input pixels to model pixels: auto (the median "
@@ -300,7 +301,7 @@ def predict(
                                     "+1000 offset)."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
                                        "images, a second band (percent) in the mask GeoTIFF."),
-    quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.png, the water over the "
+    quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.jpg, the water over the "
                                    "image, at most 2048 px a side (plain images always get one)."),
     vectors: str = typer.Option("geojson", help="Water polygons for raster inputs: geojson, gpkg or none."),
     vector_crs: str = typer.Option("auto", "--vector-crs", help="CRS of the polygons: wgs84 (longitude/latitude), "
@@ -322,7 +323,7 @@ def predict(
 ):
     """Segment images of any size and GeoTIFF scenes with a trained run.
 
-    Plain images (JPG, PNG) give OUT/NAME_mask.png (water white), NAME_overlay.png and, with
+    Plain images (JPG, PNG) give OUT/NAME_mask.png (water white), NAME_overlay.jpg and, with
     --probabilities, NAME_probability.png. Rasters (GeoTIFF, COG, VRT, JPEG 2000: anything GDAL reads)
     are read and written window by window (memory stays flat whatever their size) and give
     OUT/NAME_mask.tif, a Cloud-Optimized GeoTIFF with the input's CRS, transform and size (0 land,

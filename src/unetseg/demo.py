@@ -47,6 +47,6 @@ def demo(out: Path, model: str = "water", log: Callable[[str], None] = print) ->
     log(f"demo: the shipped model '{model}' on {what}")
     cfg = PredictConfig(value_range=value_range, quicklook=True)
     predict(Path(model), [scene], out, cfg, select_runtime("auto"), overwrite=True, progress=False, log=log)
-    picture = out / f"{scene.stem}_overlay.png"
+    picture = out / f"{scene.stem}_overlay.jpg"
     log(f"the picture: {picture} (water tinted blue); the mask, polygons and summary are beside it in {out}")
     return picture

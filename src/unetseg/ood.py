@@ -52,6 +52,8 @@ def distance(stats: dict, features: np.ndarray) -> np.ndarray:
 
 def mean_entropy(probs: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
     """(sum of binary entropies in bits over the valid pixels, their count) of a (n, W) water probability."""
-    p = np.clip(probs[valid].astype(np.float64), 1e-6, 1 - 1e-6)
-    h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-    return float(h.sum()), int(h.size)
+    p = np.clip(probs if valid.all() else probs[valid], 1e-6, 1 - 1e-6, dtype=np.float32)
+    q = 1 - p
+    h = p * np.log2(p)
+    h += q * np.log2(q)
+    return -float(h.sum(dtype=np.float64)), int(h.size)

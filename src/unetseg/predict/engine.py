@@ -14,8 +14,9 @@ and wait at every barrier (bench/predict_scene.py; docs/predict.md).
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -86,6 +87,43 @@ def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)
             yield r, x0, c, pixels, valid, model_valid
 
 
+@dataclass
+class Job:
+    """One source to segment: its scale (model pixels per input pixel), where its rows go, and what to call
+    with its Stats once the last row has gone."""
+
+    source: Source
+    scale: tuple[float, float]
+    sink: RowSink
+    done: Callable[[Stats], None]
+
+
+@dataclass
+class _Active:
+    """A job being segmented: its grid (None: no valid rows), blender, stats and tiles still in a batch."""
+
+    job: Job
+    grid: Grid | None
+    blender: RowBlender | None
+    stats: Stats
+    wy: int
+    wx: int
+    wh: int
+    ww: int
+    t0: float
+    pending: int = 0
+    read: bool = False
+
+    def emit(self) -> None:
+        """Hand the blender's finished rows to the sink, padded back to the source's full width."""
+        y0, probs, valid = self.blender.finish_row()
+        width = self.job.source.width
+        if self.ww < width:
+            pad = ((0, 0), (self.wx, width - self.wx - self.ww))
+            probs, valid = np.pad(probs, ((0, 0),) + pad), np.pad(valid, pad)
+        self.job.sink(self.wy + y0, probs, valid)
+
+
 class Segmenter:
     """A trained model and the tiling settings; `run` streams one source through it."""
 
@@ -94,69 +132,99 @@ class Segmenter:
         self.model, self.rt = model.eval(), rt
         self.channels = num_classes  # probability planes: the model's outputs (1 for a water model)
         self.tile, self.overlap, self.batch_size, self.blend, self.tta = tile, overlap, batch_size, blend, tta
+        self.batch_pixels = batch_size * tile * tile  # smaller model tiles (small images) batch as many pixels
 
     @torch.inference_mode()
-    def forward(self, pixels: np.ndarray, native: tuple[int, int]) -> torch.Tensor:
-        """(B, h, w, C) uint8 model-size tiles -> (B, planes, H, W) float32 probabilities at the native size."""
-        probs = predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta)
-        if probs.shape[-2:] != native:
-            probs = F.interpolate(probs, size=native, mode="bilinear", align_corners=False)
-        return probs.float().cpu()
+    def forward(self, pixels: np.ndarray) -> torch.Tensor:
+        """(B, h, w, C) uint8 model-size tiles -> (B, planes, h, w) float32 probabilities."""
+        return predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta).float().cpu()
 
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
-        """Every row of the source goes to the sink, top to bottom. The tiles cover the window of valid pixels
-        only (rows and columns outside it are no-data and handed over as such)."""
+        """Every row of the source goes to the sink, top to bottom (run_many with one job)."""
+        done: list[Stats] = []
+        self.run_many([Job(source, scale, sink, done.append)], progress)
+        return done[0]
+
+    def run_many(self, jobs: Iterable[Job], progress: bool = True) -> None:
+        """Each job's rows go to its sink, top to bottom, then its stats to `done`, jobs in order.
+
+        Tiles of consecutive jobs share the model's batches (when their model-size shapes agree), so a folder
+        of small images runs at the model's batch speed. The tiles cover each source's window of valid pixels
+        only (rows and columns outside it are no-data and handed over as such). Jobs are taken from the
+        iterable one at a time: at most a batch of tiles' images are open at once.
+        """
+        batch: list[tuple[_Active, tuple]] = []
+        active: deque[_Active] = deque()  # read, not yet finished, in order
+        for job in jobs:
+            a = self._begin(job)
+            active.append(a)
+            with progress_bar(total=a.stats.tiles, enabled=progress and a.stats.tiles > 1,
+                              desc=job.source.path.name, unit="tile", leave=False) as bar:
+                for item in _read_tiles(job.source, a.grid, (a.wy, a.wx)) if a.grid else ():
+                    if item[3] is not None:  # tiles that are all no-data add nothing
+                        a.stats.features.append(image_features(item[3][None], None if item[5] is None else
+                                                               item[5][None])[0])
+                        if batch and batch[0][1][3].shape != item[3].shape:
+                            self._flush(batch)
+                        batch.append((a, item))
+                        a.pending += 1
+                        if len(batch) * item[3].shape[0] * item[3].shape[1] >= self.batch_pixels:
+                            self._flush(batch)
+                    bar.update(1)
+            a.read = True
+            self._finish_ready(active)
+        if batch:
+            self._flush(batch)
+        self._finish_ready(active)
+
+    def _begin(self, job: Job) -> "_Active":
         t0 = time.perf_counter()
-        window = source.valid_window()
-        if window is None:
-            self._empty(sink, 0, source.height, source.width)
-            return Stats(seconds=time.perf_counter() - t0)
+        source = job.source
+        window = source.valid_window() or (source.height, 0, 0, source.width)  # None: every row is no-data
         wy, wx, wh, ww = window
-        grid = make_grid(wh, ww, scale, self.tile, self.overlap, self.blend)
-        blender = RowBlender(grid.rows, ww, self.channels)
-        stats = Stats(tiles=len(grid))
-        native = (grid.rows.size, grid.cols.size)
-        batch: list = []
-        self._empty(sink, 0, wy, source.width)
+        grid = make_grid(wh, ww, job.scale, self.tile, self.overlap, self.blend) if wh else None
+        a = _Active(job, grid, RowBlender(grid.rows, ww, self.channels) if grid else None,
+                    Stats(tiles=len(grid) if grid else 0), wy, wx, wh, ww, t0)
+        self._empty(job.sink, 0, wy, source.width)
+        return a
 
-        def flush():
-            tm = time.perf_counter()
-            probs = self.forward(np.stack([b[3] for b in batch]), native)
-            stats.model_seconds += time.perf_counter() - tm
-            stats.model_tiles += len(batch)
-            # weight the probabilities in one batched (multi-threaded) torch op
-            wy = torch.from_numpy(np.stack([grid.rows.weights[b[0]] for b in batch]))
-            wx = torch.from_numpy(np.stack([grid.cols.weights[b[2]] for b in batch]))
-            planes = (probs * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
-            for (r, x0, _, _, valid, _), p in zip(batch, planes):
-                while blender.row < r:  # every tile of the rows above is in: hand them over
-                    emit()
-                blender.add_weighted(p, x0, valid)
-            batch.clear()
+    def _flush(self, batch: list) -> None:
+        """The batch's tiles through the model, weighted and added to their jobs' blenders."""
+        tm = time.perf_counter()
+        probs = self.forward(np.stack([item[3] for _, item in batch]))
+        seconds = time.perf_counter() - tm
+        i = 0
+        while i < len(batch):  # each job's run of tiles: resized back and weighted in one batched op
+            a = batch[i][0]
+            j = next((k for k in range(i, len(batch)) if batch[k][0] is not a), len(batch))
+            group, p = [item for _, item in batch[i:j]], probs[i:j]
+            native = (a.grid.rows.size, a.grid.cols.size)
+            if p.shape[-2:] != native:
+                p = F.interpolate(p, size=native, mode="bilinear", align_corners=False)
+            wy = torch.from_numpy(np.stack([a.grid.rows.weights[item[0]] for item in group]))
+            wx = torch.from_numpy(np.stack([a.grid.cols.weights[item[2]] for item in group]))
+            planes = (p * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
+            a.stats.model_seconds += seconds * len(group) / len(batch)
+            a.stats.model_tiles += len(group)
+            a.pending -= len(group)
+            for (r, x0, _, _, valid, _), plane in zip(group, planes):
+                while a.blender.row < r:  # every tile of the rows above is in: hand them over
+                    a.emit()
+                a.blender.add_weighted(plane, x0, valid)
+            i = j
+        batch.clear()
 
-        def emit():
-            y0, probs, valid = blender.finish_row()
-            if ww < source.width:  # back to the source's full width
-                pad = ((0, 0), (wx, source.width - wx - ww))
-                probs, valid = np.pad(probs, ((0, 0),) + pad), np.pad(valid, pad)
-            sink(wy + y0, probs, valid)
-
-        with progress_bar(total=len(grid), enabled=progress, desc=source.path.name, unit="tile", leave=False) as bar:
-            for item in _read_tiles(source, grid, (wy, wx)):
-                if item[3] is not None:  # tiles that are all no-data add nothing
-                    stats.features.append(image_features(item[3][None], None if item[5] is None else
-                                                         item[5][None])[0])
-                    batch.append(item)
-                    if len(batch) >= self.batch_size:
-                        flush()
-                bar.update(1)
-            if batch:
-                flush()
-            while blender.row < len(grid.rows.starts):
-                emit()
-        self._empty(sink, wy + wh, source.height, source.width)
-        stats.seconds = time.perf_counter() - t0
-        return stats
+    def _finish_ready(self, active: "deque[_Active]") -> None:
+        """Finish the jobs at the front whose tiles are all read and through the model."""
+        while active and active[0].read and not active[0].pending:
+            a = active.popleft()
+            if a.grid:
+                while a.blender.row < len(a.grid.rows.starts):
+                    a.emit()
+            source = a.job.source
+            self._empty(a.job.sink, a.wy + a.wh, source.height, source.width)
+            a.stats.seconds = time.perf_counter() - a.t0
+            a.job.done(a.stats)
 
     def _empty(self, sink: RowSink, y0: int, y1: int, width: int, rows: int = 256) -> None:
         """Rows y0..y1 as no-data, in bands of `rows`."""

@@ -79,3 +79,8 @@ class IndexSegmenter:
             stats.tiles += 1
         stats.seconds = time.perf_counter() - t0
         return stats
+
+    def run_many(self, jobs, progress: bool = True) -> None:
+        """The Segmenter's run_many: one job after another (an index has no batches to share)."""
+        for job in jobs:
+            job.done(self.run(job.source, job.scale, job.sink, progress))

@@ -1,0 +1,82 @@
+"""`unetseg predict` over a folder of many small images against `unetseg evaluate` on the same images.
+
+Both run the same model in this process, one after the other: evaluate's img/s (its own figure: the model
+over the decoded test chips at the training size, batch 32) and predict's img/s over the real test chips
+as files, with `--scale fit` (everything counted: reading and decoding each file, the model, resizing the
+probabilities back, and writing the mask and overlay PNGs and the summary). Goal: predict >= 50% of
+evaluate's img/s. (tests/test_predict_folder.py checks that the masks are evaluate's.)
+
+    python bench/predict_folder.py [--run runs/improved] [--data ../shared/data/water-bodies] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from unetseg.runtime import cpu_model, select_runtime
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=REPO / "runs" / "improved")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("UNETSEG_DATA", REPO.parent / "shared" / "data" /
+                                                                       "water-bodies")))
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each side; the best is kept")
+    ap.add_argument("--precision", default="auto")
+    args = ap.parse_args()
+    if not (args.run / "split.json").exists():
+        raise SystemExit(f"{args.run}: not a run with a split.json (train one, or give --run)")
+    if not (args.data / "Images").is_dir():
+        raise SystemExit(f"{args.data}: no Images/ folder (set UNETSEG_DATA or --data)")
+
+    from unetseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from unetseg.config import PredictConfig
+    from unetseg.data.cache import load_chips
+    from unetseg.data.folder import scan_folder
+    from unetseg.evaluation import evaluate_chips
+    from unetseg.predict.pipeline import Predictor, predict
+
+    rt = select_runtime(args.precision)
+    info = json.loads((args.run / "run.json").read_text())
+    test = set(json.loads((args.run / "split.json").read_text())["test"])
+    pairs = [p for p in scan_folder(args.data).pairs if p.stem in test]
+    chips = load_chips(pairs, info["recipe"]["image_size"], progress=False)
+    model, _ = load_checkpoint(resolve_checkpoint(args.run, "best"), rt.device)
+    evaluate_chips(model, chips, rt)  # warm-up
+    ev = max(evaluate_chips(model, chips, rt)[0]["inference_images_per_s"] for _ in range(args.repeat))
+
+    predictor = Predictor(args.run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "chips"
+        folder.mkdir()
+        for p in pairs:
+            (folder / p.image.name).symlink_to(p.image.resolve())
+        best = 0.0
+        for i in range(args.repeat):
+            t0 = time.perf_counter()
+            predict(args.run, [folder], Path(tmp) / f"out{i}", PredictConfig(scale="fit"), rt, progress=False,
+                    log=lambda m: None, predictor=predictor)
+            best = max(best, len(pairs) / (time.perf_counter() - t0))
+    print(f"CPU: {cpu_model()}; runtime: {rt.describe()}; threads: {__import__('torch').get_num_threads()}")
+    print(f"run: {args.run}; {len(pairs)} test chips (median {_median_side(pairs)} px), best of {args.repeat}")
+    print(f"evaluate: {ev:7.1f} img/s (model over decoded chips at {info['recipe']['image_size']} px)")
+    print(f"predict:  {best:7.1f} img/s (files in, mask + overlay PNGs out, --scale fit)")
+    print(f"ratio predict / evaluate: {best / ev:.2f} (goal >= 0.50)")
+
+
+def _median_side(pairs) -> int:
+    from PIL import Image
+
+    sides = sorted(max(Image.open(p.image).size) for p in pairs)
+    return sides[len(sides) // 2]
+
+
+if __name__ == "__main__":
+    main()
