@@ -6,7 +6,11 @@ as files, with `--scale fit` (everything counted: reading and decoding each file
 probabilities back, and writing the mask and overlay PNGs and the summary). Goal: predict >= 50% of
 evaluate's img/s. (tests/test_predict_folder.py checks that the masks are evaluate's.)
 
+With --nproc N it then times the whole command (`unetseg predict ... --nproc 1` and `--nproc N`, start-up
+included) over the chips copied --copies times, and prints the speed-up of N processes.
+
     python bench/predict_folder.py [--run runs/improved] [--data ../shared/data/water-bodies] [--repeat 2]
+                                   [--nproc 2 --copies 4]
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ def main() -> None:
                                                                        "water-bodies")))
     ap.add_argument("--repeat", type=int, default=2, help="runs of each side; the best is kept")
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--nproc", type=int, default=0, help="also time the command on 1 and on N processes")
+    ap.add_argument("--copies", type=int, default=4, help="with --nproc: each chip this many times")
     args = ap.parse_args()
     if not (args.run / "split.json").exists():
         raise SystemExit(f"{args.run}: not a run with a split.json (train one, or give --run)")
@@ -69,6 +75,31 @@ def main() -> None:
     print(f"evaluate: {ev:7.1f} img/s (model over decoded chips at {info['recipe']['image_size']} px)")
     print(f"predict:  {best:7.1f} img/s (files in, mask + overlay PNGs out, --scale fit)")
     print(f"ratio predict / evaluate: {best / ev:.2f} (goal >= 0.50)")
+    if args.nproc > 1:
+        times = {n: time_command(args.run, pairs, args.copies, n) for n in (1, args.nproc)}
+        count = len(pairs) * args.copies
+        for n, t in times.items():
+            print(f"unetseg predict --nproc {n}: {count} images in {t:.1f} s ({count / t:.1f} img/s, start-up "
+                  f"included)")
+        print(f"speed-up of {args.nproc} processes: {times[1] / times[args.nproc]:.2f}x")
+
+
+def time_command(run: Path, pairs, copies: int, nproc: int) -> float:
+    """Seconds of the whole `unetseg predict --scale fit` command over the chips, each `copies` times."""
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "chips"
+        folder.mkdir()
+        for k in range(copies):
+            for p in pairs:
+                (folder / f"{k}_{p.image.name}").symlink_to(p.image.resolve())
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "unetseg.cli", "predict", str(run), str(folder), "--out",
+                        str(Path(tmp) / "out"), "--scale", "fit", "-q", "--nproc", str(nproc)], check=True,
+                       capture_output=True)
+        return time.perf_counter() - t0
 
 
 def _median_side(pairs) -> int:

@@ -47,3 +47,51 @@ def test_nproc_flag_starts_torchrun_and_refuses_an_uneven_batch(synth_data, tmp_
                        capture_output=True, text=True, timeout=600)
     assert "running: torchrun" in r.stderr and "--nproc-per-node=2" in r.stderr
     assert r.returncode != 0 and "batch size 7 does not split evenly over 2 processes" in r.stderr
+
+
+def _predict(nproc: int, run, inputs, out):
+    cmd = [sys.executable, "-m", "unetseg.cli", "predict", str(run), str(inputs), "--out", str(out), "--scale", "1",
+           "--tile", "64", "--nproc", str(nproc), "-q"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_predict_on_two_processes_writes_what_one_does_and_reports_a_bad_input_once(tiny_run, synth_data,
+                                                                                      tmp_path):
+    import numpy as np
+    import rasterio
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    from unetseg.predict.pipeline import shard
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in sorted((synth_data / "Images").iterdir())[:9]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    pixels = np.asarray(Image.open(sorted((synth_data / "Images").iterdir())[9]).convert("RGB").resize((150, 120)))
+    with rasterio.open(folder / "scene.tif", "w", driver="GTiff", width=150, height=120, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500000, 4000000, 20, 20)) as ds:
+        ds.write(np.moveaxis(pixels, -1, 0))
+    (folder / "broken.png").write_bytes(b"not an image")
+    files = sorted(folder.iterdir())
+    shares = [shard(files, r, 2) for r in range(2)]
+    assert sorted(shares[0] + shares[1]) == files and shares[0] and shares[1]  # a split, both busy
+
+    one, two = _predict(1, tiny_run, folder, tmp_path / "one"), _predict(2, tiny_run, folder, tmp_path / "two")
+    assert one.returncode == two.returncode == 2
+    assert (two.stderr + two.stdout).count("broken.png: not a readable image") == 1  # once, not per process
+    assert "Traceback" not in two.stderr and "ChildFailedError" not in two.stderr
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert "scene_mask.tif" in names and "scene_water.geojson" in names
+    for name in names:
+        if name.endswith((".png", ".geojson")):
+            assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+        elif name.endswith(".tif"):
+            with rasterio.open(tmp_path / "one" / name) as a, rasterio.open(tmp_path / "two" / name) as b:
+                assert np.array_equal(a.read(), b.read()) and a.crs == b.crs and a.transform == b.transform
+    rows = [json.loads((tmp_path / d / "predictions.json").read_text())["inputs"] for d in ("one", "two")]
+    keep = ("input", "water_pixels", "valid_pixels", "water_area", "polygons", "error")
+    assert [{k: r.get(k) for k in keep} for r in rows[0]] == [{k: r.get(k) for k in keep} for r in rows[1]]
+    assert [r["input"] for r in rows[1]] == [str(f) for f in files]  # one summary, in input order

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from .config import RECIPES, get_recipe
-from .errors import DataError, Interrupted
+from .errors import DataError, Interrupted, ReportedElsewhere
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -32,6 +32,8 @@ def friendly(fn):
         except (DataError, ValueError, FileNotFoundError, FileExistsError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except ReportedElsewhere as e:
+            raise typer.Exit(e.code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
@@ -57,11 +59,9 @@ def _recipe(name: str, epochs: Optional[int], batch_size: Optional[int], lr: Opt
 
 
 def _world(nproc: int, rt):
-    """Under torchrun: join its process group. With --nproc N > 1 outside torchrun: start torchrun with N
-    processes on this command (minus --nproc) and exit with its status."""
-    import subprocess
-
-    from .distributed import from_env, launched_by_torchrun
+    """Under torchrun: join its process group. With --nproc N > 1 outside torchrun: run this command (minus
+    --nproc) on N processes through torchrun's own launcher, and exit with their status (rank 0 reports)."""
+    from .distributed import from_env, launched_by_torchrun, launch_local
 
     if nproc > 1 and not launched_by_torchrun():
         args, skip = [], False
@@ -72,10 +72,9 @@ def _world(nproc: int, rt):
                 skip = True
             elif not a.startswith("--nproc="):
                 args.append(a)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "unetseg", *args]
-        typer.echo("running: torchrun " + " ".join(shlex.quote(c) for c in cmd[3:]), err=True)
-        raise typer.Exit(subprocess.call(cmd))
+        typer.echo(f"running: torchrun --standalone --nproc-per-node={nproc} -m unetseg "
+                   + " ".join(shlex.quote(a) for a in args), err=True)
+        raise typer.Exit(launch_local(nproc, ["-m", "unetseg", *args]))
     return from_env(rt.device)
 
 
@@ -318,6 +317,9 @@ def predict(
                                "method; needs rasters with those bands named (or --bands GREEN,NIR)."),
     gsd: Optional[float] = typer.Option(None, "--gsd", help="Metres per pixel of inputs without georeferencing "
                                         "(plain images), so that --scale auto can match them to the model."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes to share the inputs (torchrun on this machine); "
+                              "each takes its share, one summary at the end. On several machines, use torchrun "
+                              "directly (docs/predict.md)."),
     precision: str = PrecOpt, device: str = DeviceOpt, overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace outputs that already exist."), quiet: bool = QuietOpt,
 ):
@@ -341,8 +343,10 @@ def predict(
       unetseg predict runs/improved photo.jpg --out predictions
       unetseg predict runs/improved S2_L2A.tif --value-range 1000,5000 --out scene --vectors gpkg --min-area 1000
       unetseg predict --method mndwi S2_L2A.tif --value-range 1000,5000 --out scene-mndwi
+      unetseg predict water scenes/ --out water --nproc 2
     """
     from .config import PredictConfig
+    from .distributed import shutdown
     from .predict.pipeline import predict as run_predict
     from .data.sources import parse_bands, parse_value_range
 
@@ -364,8 +368,12 @@ def predict(
     if not inputs:
         raise ValueError("give at least one input: unetseg predict --method ndwi INPUT... --out DIR")
     rt = _runtime(precision, device)
-    run_predict(run, inputs, out, cfg, rt, overwrite, progress=not quiet,
-                log=lambda m: typer.echo(m, err=m.startswith("error:")))
+    world = _world(nproc, rt)
+    try:
+        run_predict(run, inputs, out, cfg, rt, overwrite, progress=not quiet,
+                    log=lambda m: typer.echo(m, err=m.startswith("error:")), world=world)
+    finally:
+        shutdown()
 
 
 @app.command()

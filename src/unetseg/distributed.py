@@ -77,3 +77,25 @@ def from_env(device: torch.device) -> World:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def launch_local(nproc: int, args: list[str]) -> int:
+    """`torchrun --standalone --nproc-per-node N python ARGS` through torchrun's own launcher, in this process:
+    the exit status of the processes (0, or the first failure's), without torchrun's failure report (the
+    processes have printed their own one-line errors)."""
+    import logging
+    import sys
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
+    try:
+        elastic_launch(config, sys.executable)(*args)
+    except ChildFailedError as e:
+        code = e.get_first_failure()[1].exitcode
+        return code if code > 0 else 1
+    return 0

@@ -13,12 +13,13 @@ import numpy as np
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
-from ..errors import DataError
+from ..errors import DataError, ReportedElsewhere
 from ..data.spec import DatasetSpec
 from ..data.folder import median_chip_scale, scan_folder
 from ..atomic import atomic_path, check_new_file, output_file, write_csv_atomic, write_text_atomic
 from ..head import head_of
 from ..runfolder import RunFolder
+from ..distributed import World
 from ..runtime import Runtime
 from ..compiled import maybe_compile, warmup_seconds
 from .engine import Job, Segmenter, Stats
@@ -460,9 +461,12 @@ def describe(row: dict) -> str:
 
 def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictConfig, rt: Runtime,
             overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-            predictor: Predictor | None = None) -> list[dict]:
+            predictor: Predictor | None = None, world: World | None = None) -> list[dict]:
     """Segment every input into OUT; write OUT/predictions.csv and .json. Bad inputs are reported and skipped,
     then the call fails with a count of them (after the good ones are written).
+
+    Under torchrun (`world` of several processes, on one machine or many) each process segments its own
+    share of the inputs (`shard`) and rank 0 alone writes the one summary, with every process's rows.
 
     The summary is a ledger of the folder: rows of inputs predicted earlier into OUT are kept, and an input's
     row is replaced when it is predicted again (a failed one freely; a finished one with --overwrite, as its
@@ -477,7 +481,10 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     earlier = earlier_rows(summary, files, overwrite)
     import rasterio
 
-    predictor = predictor or Predictor(run_dir, cfg, rt, progress, log)
+    world = world or World()
+    predictor = predictor or Predictor(run_dir, cfg, rt, progress, log if world.main else lambda m: None)
+    if not world.main:  # per-file lines and errors from every process, each input's once; the rest from rank 0
+        predictor.log = log
     out.mkdir(parents=True, exist_ok=True)
     rows, t0 = [], time.perf_counter()
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):  # GDAL's default is 5% of RAM, and it fills it
@@ -486,7 +493,13 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
             if progress and not row.get("error"):
                 log(describe(row))
 
-        predictor.many(files, out, take)
+        predictor.many(shard(files, world.rank, world.size), out, take)
+    if world.size > 1:
+        rows = gather_rows(rows, files, world)
+        if not world.main:  # rank 0 writes the summary and says what failed; the others exit as it does
+            if any(r.get("error") for r in rows):
+                raise ReportedElsewhere()
+            return rows
     ledger = earlier + rows
     write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}
                                                       for r in ledger], extrasaction="ignore", lineterminator="\n")
@@ -504,6 +517,31 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     if failed:
         raise DataError(f"{len(failed)} of {len(rows)} input(s) failed (listed above and in {summary['csv']})")
     return rows
+
+
+def shard(files: list[Path], rank: int, size: int) -> list[Path]:
+    """Process `rank`'s share of the inputs, in input order: largest files first, each to the process with the
+    fewest bytes so far (ties: the lowest rank). Every process computes the same split from the same list."""
+    if size == 1:
+        return files
+    sizes = [f.stat().st_size if f.exists() else 0 for f in files]
+    loads, mine = [0] * size, []
+    for i in sorted(range(len(files)), key=lambda i: (-sizes[i], i)):
+        r = min(range(size), key=lambda k: (loads[k], k))
+        loads[r] += sizes[i]
+        if r == rank:
+            mine.append(i)
+    return [files[i] for i in sorted(mine)]
+
+
+def gather_rows(rows: list[dict], files: list[Path], world: World) -> list[dict]:
+    """Every process's summary rows, in input order (the whole list on rank 0; elsewhere as given)."""
+    import torch.distributed as dist
+
+    parts: list = [None] * world.size
+    dist.all_gather_object(parts, rows)
+    order = {str(f): i for i, f in enumerate(files)}
+    return sorted((r for part in parts for r in part), key=lambda r: order.get(r["input"], len(order)))
 
 
 def earlier_rows(summary: dict[str, Path], files: list[Path], overwrite: bool) -> list[dict]:
