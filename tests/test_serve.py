@@ -231,3 +231,32 @@ def test_a_chunked_upload_without_length_is_stopped_at_the_limit(client):
     r = client.post("/v1/segment", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413 and r.json()["detail"] == "upload is over the limit of 300,000 bytes"
     assert client.get("/health").status_code == 200
+
+
+def test_a_request_beyond_the_queue_gets_503_with_retry_after_and_the_next_one_succeeds(tiny_run):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(tiny_run, select_runtime("fp32"), limits=Limits(max_queue=1), log=lambda m: None)
+    predictor, entered, release = app.state.predictor, threading.Event(), threading.Event()
+    segment = predictor.segment
+
+    def held(*args, **kwargs):  # the first request holds the model until the test lets it go
+        entered.set()
+        assert release.wait(30)
+        return segment(*args, **kwargs)
+
+    predictor.segment = held
+    client = TestClient(app)
+    post = lambda: client.post("/v1/segment", files={"image": ("c.png", png_bytes(), "image/png")})  # noqa: E731
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(post)
+        assert entered.wait(30)
+        busy = post()
+        release.set()
+        assert first.result().status_code == 200
+    assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+    assert "--max-queue 1" in busy.json()["detail"]
+    predictor.segment = segment
+    assert post().status_code == 200  # the queue has room again
+    assert client.get("/health").status_code == 200

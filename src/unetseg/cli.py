@@ -385,6 +385,9 @@ def serve(
     max_upload_mb: float = typer.Option(32, "--max-upload-mb", help="Largest upload accepted (413 above)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", help="Largest image accepted, in pixels (422 "
                                    "above); large scenes belong to `unetseg predict`."),
+    max_queue: int = typer.Option(4, "--max-queue", help="Segment requests in the server at once, running or "
+                                  "waiting for the model; one more gets 503 with Retry-After (memory stays "
+                                  "bounded whatever the number of clients)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
     precision: str = PrecOpt, device: str = DeviceOpt,
 ):
@@ -405,10 +408,10 @@ def serve(
         raise DataError(f"serve needs FastAPI and uvicorn: pip install 'unetseg[serve]' ({e.name} missing)") from None
     from .config import PredictConfig
 
-    if max_upload_mb <= 0 or max_pixels <= 0:
-        raise ValueError("--max-upload-mb and --max-pixels must be positive")
+    if max_upload_mb <= 0 or max_pixels <= 0 or max_queue <= 0:
+        raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
     app_ = create_app(run, _runtime(precision, device), PredictConfig(checkpoint=checkpoint),
-                      Limits(int(max_upload_mb * 1024 * 1024), max_pixels), log=lambda m: typer.echo(m))
+                      Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_queue), log=lambda m: typer.echo(m))
     typer.echo(f"serving {run} on http://{host}:{port}/  (API schema: http://{host}:{port}/docs; Ctrl-C stops)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

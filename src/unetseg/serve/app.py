@@ -42,6 +42,7 @@ SIGNATURES = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"II*\x00":
 class Limits:
     max_bytes: int = 32 * 1024 * 1024  # 32 MiB per upload
     max_pixels: int = 4096 * 4096  # whole-image decode: about 16.8 megapixels
+    max_queue: int = 4  # segment requests in the server at once (running or waiting); 503 beyond
 
 
 class Health(BaseModel):
@@ -90,7 +91,9 @@ class Problem(BaseModel):
 
 ERRORS = {413: {"model": Problem, "description": "upload too large"},
           415: {"model": Problem, "description": "not a PNG, JPEG or TIFF"},
-          422: {"model": Problem, "description": "empty, unreadable, or too many pixels"}}
+          422: {"model": Problem, "description": "empty, unreadable, or too many pixels"},
+          503: {"model": Problem, "description": "busy: --max-queue requests in progress; retry after the "
+                                                 "Retry-After header's seconds"}}
 
 
 def _b64png(img: Image.Image) -> str:
@@ -147,6 +150,36 @@ class _TooLarge(StarletteHTTPException):
     """A body over the limit, found while reading it."""
 
 
+class QueueLimit:
+    """ASGI middleware: at most `max_queue` requests to `paths` in the server at once (running or waiting for
+    the model); one more is answered 503 with Retry-After before its body is read, so memory stays bounded
+    whatever the number of clients. Retry-After is the recent mean request time times the queue, in whole
+    seconds."""
+
+    def __init__(self, app, max_queue: int, paths: tuple[str, ...] = ("/v1/segment",)):
+        self.app, self.max_queue, self.paths = app, max_queue, paths
+        self.inside, self.mean_seconds = 0, 1.0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            return await self.app(scope, receive, send)
+        if self.inside >= self.max_queue:
+            wait = max(1, round(self.mean_seconds * self.max_queue))
+            body = json.dumps({"detail": f"busy: {self.inside} request(s) in progress, the most this server "
+                                         f"queues (--max-queue {self.max_queue}); retry in {wait} s"}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", str(wait).encode()),
+                                    (b"content-length", str(len(body)).encode())]})
+            return await send({"type": "http.response.body", "body": body})
+        self.inside += 1  # the event loop is one thread: no lock needed
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inside -= 1
+            self.mean_seconds = 0.8 * self.mean_seconds + 0.2 * (time.perf_counter() - t0)
+
+
 def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(), limits: Limits = Limits(),
                log=print) -> FastAPI:
     """The FastAPI app for one run (or a shipped model's name); the model is loaded once here."""
@@ -161,13 +194,16 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             "in_channels": predictor.model_cfg.in_channels, "num_classes": predictor.model_cfg.num_classes,
             "image_size": predictor.image_size, "recipe": predictor.recipe.to_dict(),
             "test_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))} if metrics else None,
-            "scale": predictor.auto_scale, "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}}
+            "scale": predictor.auto_scale, "limits": {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels,
+                                                      "max_queue": limits.max_queue}}
 
     app = FastAPI(title="unetseg", version="1", summary="Water segmentation with a trained U-Net",
                   description="Upload an image (PNG, JPEG, TIFF or GeoTIFF); get the water mask, an overlay, "
                               "the water fraction and, for georeferenced images, the water area.")
 
     app.add_middleware(BodyLimit, max_bytes=limits.max_bytes)
+    app.add_middleware(QueueLimit, max_queue=limits.max_queue)  # outermost: a busy server reads no body
+    app.state.predictor = predictor
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
