@@ -37,3 +37,19 @@ def test_benchmark_times_every_engine_and_writes_consistent_json(tmp_path):
     assert result["best"]["infer"] in {v for k, v in rows if k == "infer"}
     again = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "exists (use --overwrite" in again.stderr
+
+
+def test_peers_bench_times_unetseg_without_tensorflow_installed():
+    """bench/peers.py installs nothing: one unetseg cell runs and reports what it used."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "peers.py"
+    r = subprocess.run([sys.executable, str(script), "--cell", "unetseg", "fp32", "infer", "--steps", "1",
+                        "--warmup", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cell = json.loads(r.stdout.strip().splitlines()[-1])
+    assert cell["img_s"] > 0 and cell["parameters"] == 8_639_745  # the seed's U-Net, as SEED.md counts it
+    assert "fp32" in cell["used"] and "threads" in cell["used"]
