@@ -345,16 +345,12 @@ def predict(
       unetseg predict --method mndwi S2_L2A.tif --value-range 1000,5000 --out scene-mndwi
       unetseg predict water scenes/ --out water --nproc 2
     """
-    from .config import PredictConfig
+    from .config import PredictConfig, parse_scale
     from .distributed import shutdown
     from .predict.pipeline import predict as run_predict
     from .data.sources import parse_bands, parse_value_range
 
-    try:
-        scale_value: str | float = scale if scale in ("auto", "fit") else float(scale)
-    except ValueError:
-        raise ValueError(f"--scale {scale!r}: auto, fit or a positive number") from None
-    cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=scale_value,
+    cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=parse_scale(scale),
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
                         quicklook=quicklook,
@@ -379,9 +375,15 @@ def predict(
 @app.command()
 @friendly
 def serve(
-    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`, or a shipped model (water)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface: set --token)."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="UNETSEG_TOKEN", show_envvar=True,
+                                        help="Require `Authorization: Bearer TOKEN` on the API (/v1/*); the page "
+                                             "asks for it once. /health and /metrics stay open."),
+    cors_origin: Optional[str] = typer.Option(None, "--cors-origin", help="Let pages from this one origin (e.g. "
+                                              "https://maps.example.org) call the API; CORS is off otherwise."),
+    log_format: str = typer.Option("text", "--log-format", help="Access log, one line per request: text or json."),
     max_upload_mb: float = typer.Option(32, "--max-upload-mb", help="Largest upload accepted (413 above)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", help="Largest image accepted, in pixels (422 "
                                    "above); large scenes belong to `unetseg predict`."),
@@ -391,29 +393,45 @@ def serve(
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
     precision: str = PrecOpt, device: str = DeviceOpt,
 ):
-    """Serve a run over HTTP: a web page at / and a JSON API (OpenAPI schema at /docs).
+    """Serve a run over HTTP: a web page at / and a JSON API (OpenAPI document at /openapi.json).
 
-    POST /v1/segment (multipart field `image`: PNG, JPEG, TIFF or GeoTIFF) returns the water fraction,
-    the water area for georeferenced images, the size and timing, and the image, mask, overlay and
-    probability as base64 PNGs. GET /health and GET /v1/model describe the server and the model.
+    POST /v1/segment (multipart field `image`: PNG, JPEG, TIFF or GeoTIFF) takes predict's options as
+    query parameters (threshold, tta, scale, bands, value_range) and returns the water fraction, the
+    water area for georeferenced images and the PNGs asked for (outputs=mask,overlay,probability,image);
+    or, for a TIFF, format=geotiff (the mask GeoTIFF) or format=geojson (the water polygons). GET /health,
+    GET /v1/model, GET /metrics (Prometheus). Every error is {"status": N, "detail": "one line"}. One
+    access-log line per request goes to stdout. docs/serve.md has the details.
 
-    Example: unetseg serve runs/improved --port 8000, then open http://127.0.0.1:8000/
-    or: curl -F image=@chip.jpg http://127.0.0.1:8000/v1/segment
+    \b
+    Examples:
+      unetseg serve water --port 8000, then open http://127.0.0.1:8000/
+      curl -F image=@chip.jpg 'http://127.0.0.1:8000/v1/segment?outputs=mask,overlay'
+      curl -F image=@scene.tif -o scene_mask.tif 'http://127.0.0.1:8000/v1/segment?format=geotiff'
+      UNETSEG_TOKEN=s3cret unetseg serve water --host 0.0.0.0
     """
     try:
         import uvicorn
 
-        from .serve.app import Limits, create_app
+        from .serve.app import Access, Limits, create_app
     except ImportError as e:
         raise DataError(f"serve needs FastAPI and uvicorn: pip install 'unetseg[serve]' ({e.name} missing)") from None
     from .config import PredictConfig
 
     if max_upload_mb <= 0 or max_pixels <= 0 or max_queue <= 0:
         raise ValueError("--max-upload-mb, --max-pixels and --max-queue must be positive")
+    if log_format not in ("text", "json"):
+        raise ValueError(f"--log-format {log_format!r}: choose text or json")
+    if token is not None and not token.strip():
+        raise ValueError("--token: empty (give a secret, or leave --token and UNETSEG_TOKEN out)")
     app_ = create_app(run, _runtime(precision, device), PredictConfig(checkpoint=checkpoint),
-                      Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_queue), log=lambda m: typer.echo(m))
-    typer.echo(f"serving {run} on http://{host}:{port}/  (API schema: http://{host}:{port}/docs; Ctrl-C stops)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+                      Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_queue), log=lambda m: typer.echo(m),
+                      access=Access(token, cors_origin, log_format))
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        typer.echo(f"warning: listening on {host} without --token: anyone who reaches this port can use the API",
+                   err=True)
+    typer.echo(f"serving {run} on http://{host}:{port}/  (API document: http://{host}:{port}/openapi.json; "
+               f"{'token required on /v1/*; ' if token else ''}Ctrl-C stops)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
 
 
 @app.command("import")

@@ -174,6 +174,16 @@ def get_recipe(name: str) -> Recipe:
         raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}") from None
 
 
+def parse_scale(text: str) -> str | float:
+    """--scale: 'auto', 'fit' or a number (checked by PredictConfig.check)."""
+    if text in ("auto", "fit"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--scale {text!r}: auto, fit or a positive number") from None
+
+
 @dataclass
 class PredictConfig:
     """How to run a trained model over images and rasters (`unetseg predict`).

@@ -150,6 +150,27 @@ class Predictor:
                       f"others: ") if self.model_gsd else ""
             log(f"scale auto: {ground}{self.auto_scale:.3f} ({how}; see docs/predict.md)")
 
+    def variant(self, cfg: PredictConfig) -> "Predictor":
+        """The same loaded model with other per-input settings (threshold, tta, scale, bands, value range,
+        outputs): what serve gives each request. Settings that need another model (run, checkpoint, engine,
+        method, compile) stay this one's."""
+        import copy
+        import dataclasses
+
+        fixed = ("checkpoint", "engine", "method", "compile")
+        cfg = dataclasses.replace(cfg, **{k: getattr(self.cfg, k) for k in fixed})
+        cfg.check()
+        other = copy.copy(self)
+        other.cfg = cfg
+        other.value_range = cfg.value_range if cfg.value_range != "auto" else self.value_range  # auto: the run's rule
+        if cfg.method == "unet":
+            other.segmenter = copy.copy(self.segmenter)
+            seg = other.segmenter
+            seg.tile, seg.overlap, seg.batch_size, seg.blend, seg.tta = (cfg.tile, cfg.overlap, cfg.batch_size,
+                                                                         cfg.blend, cfg.tta)
+            seg.batch_pixels = cfg.batch_size * cfg.tile * cfg.tile
+        return other
+
     def _index(self, method: str) -> None:
         """No model: a water index thresholded by Otsu's method, at the input's own resolution."""
         from .index import INDEX_BANDS, IndexSegmenter
