@@ -21,6 +21,11 @@ class Augment(torch.nn.Module):
             geometric.append(K.RandomRotation90(times=(0, 3), p=1.0))
         if cfg.scale:
             geometric.append(_ResizedCrop(cfg.scale, cfg.crop_p))
+        if cfg.elastic_p:
+            k = 2 * int(3 * cfg.elastic_sigma) + 1  # the smoothing kernel spans +- 3 sigma
+            geometric.append(K.RandomElasticTransform(kernel_size=(k, k), sigma=(cfg.elastic_sigma,) * 2,
+                                                      alpha=(cfg.elastic_alpha,) * 2, padding_mode="reflection",
+                                                      p=cfg.elastic_p))
         photometric: list[torch.nn.Module] = []
         if channels == 3 and (cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue):
             photometric.append(K.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue, p=cfg.jitter_p))

@@ -32,6 +32,11 @@ class AugmentConfig:
     haze_p: float = 0.3
     jpeg: tuple[float, float] | None = None  # JPEG quality range, e.g. (30, 95); None = off
     jpeg_p: float = 0.3
+    # the U-Net paper's key augmentation for microscopy: a smooth random displacement field, the same for
+    # image and mask (kornia's RandomElasticTransform: Gaussian-smoothed noise, sigma px, times alpha)
+    elastic_p: float = 0.0  # 0 = off
+    elastic_sigma: float = 8.0
+    elastic_alpha: float = 2.0  # in kornia's units (half the image = 1): about 2.6 px RMS on 128 px chips
 
 
 @dataclass
