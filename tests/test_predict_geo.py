@@ -167,7 +167,7 @@ def test_a_no_data_margin_leaves_the_valid_pixels_mask_unchanged(real_run, real_
     plain, margin = read_mask(out / "plain_mask.tif"), read_mask(out / "margin_mask.tif")
     assert (margin[:m] == 255).all() and (margin[:, :m] == 255).all()
     inner = margin[m:-m, m:-m]
-    assert 0.05 < (plain == 1).mean() < 0.95
+    assert 0.02 < (plain == 1).mean() < 0.98  # water and land both present: the check means something
     agree = (inner == plain).mean()
     near = np.zeros(plain.shape, bool)
     near[:10], near[-10:], near[:, :10], near[:, -10:] = True, True, True, True
