@@ -387,7 +387,7 @@ def serve(
     max_upload_mb: float = typer.Option(32, "--max-upload-mb", help="Largest upload accepted (413 above)."),
     max_pixels: int = typer.Option(4096 * 4096, "--max-pixels", help="Largest image accepted, in pixels (422 "
                                    "above); large scenes belong to `unetseg predict`."),
-    max_queue: int = typer.Option(4, "--max-queue", help="Segment requests in the server at once, running or "
+    max_queue: int = typer.Option(8, "--max-queue", help="Segment requests in the server at once, running or "
                                   "waiting for the model; one more gets 503 with Retry-After (memory stays "
                                   "bounded whatever the number of clients)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),

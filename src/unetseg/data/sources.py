@@ -179,8 +179,11 @@ class ImageSource(ArraySource):
             if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA"):
                 notes.append(f"{img.mode} converted to RGB")
             transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
-            rgba = np.asarray(img.convert("RGBA"))
-            array, valid = rgba[..., :3], (rgba[..., 3] > 0 if transparent else None)
+            if transparent:
+                rgba = np.asarray(img.convert("RGBA"))
+                array, valid = np.ascontiguousarray(rgba[..., :3]), rgba[..., 3] > 0
+            else:  # contiguous RGB: no alpha plane to carry, no strided copies later
+                array, valid = np.asarray(img if img.mode == "RGB" else img.convert("RGB")), None
         super().__init__(array, channels, value_range, path, valid)
         self.notes += notes
 

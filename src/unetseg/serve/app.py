@@ -53,7 +53,7 @@ FILES = {"geotiff": ("_mask.tif", "image/tiff"), "geojson": ("_water.geojson", "
 class Limits:
     max_bytes: int = 32 * 1024 * 1024  # 32 MiB per upload
     max_pixels: int = 4096 * 4096  # whole-image decode: about 16.8 megapixels
-    max_queue: int = 4  # segment requests in the server at once (running or waiting); 503 beyond
+    max_queue: int = 8  # segment requests in the server at once (running or waiting); 503 beyond
 
 
 @dataclass(frozen=True)
