@@ -71,6 +71,11 @@ def choose_scale(cfg: PredictConfig, source: Source, image_size: int, auto: floa
                                                               else "")
 
 
+def scale_text(scale: tuple[float, float]) -> float | str:
+    """The scale as the summary shows it: one number, or rows x columns when they differ."""
+    return round(scale[0], 4) if scale[0] == scale[1] else f"{scale[0]:.4f}x{scale[1]:.4f}"
+
+
 def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
     """Where each output of one input goes: OUT/<stem>_mask.tif and _water.geojson, or _mask.png and friends."""
     if is_raster(file):
@@ -140,8 +145,7 @@ class Predictor:
             tuple(spec.value_range)
         self.auto_scale, how = training_scale(Path(run_dir), info, self.image_size)
         self.model_gsd = info.get("model_gsd")
-        self.segmenter = Segmenter(model, rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
-                                   cfg.blend, cfg.tta)
+        self.segmenter = self._segmenter(model, cfg)
         self.tags = {"unetseg_run": str(Path(run_dir).resolve()), "unetseg_checkpoint": weights.name,
                      "unetseg_engine": cfg.engine,
                      "unetseg_threshold": str(cfg.threshold)}
@@ -164,12 +168,13 @@ class Predictor:
         other.cfg = cfg
         other.value_range = cfg.value_range if cfg.value_range != "auto" else self.value_range  # auto: the run's rule
         if cfg.method == "unet":
-            other.segmenter = copy.copy(self.segmenter)
-            seg = other.segmenter
-            seg.tile, seg.overlap, seg.batch_size, seg.blend, seg.tta = (cfg.tile, cfg.overlap, cfg.batch_size,
-                                                                         cfg.blend, cfg.tta)
-            seg.batch_pixels = cfg.batch_size * cfg.tile * cfg.tile
+            other.segmenter = self._segmenter(self.segmenter.model, cfg)
         return other
+
+    def _segmenter(self, model, cfg: PredictConfig) -> Segmenter:
+        """The loaded model with the tiling, batching, blending and test-time settings of `cfg`."""
+        return Segmenter(model, self.rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
+                         cfg.blend, cfg.tta)
 
     def _index(self, method: str) -> None:
         """No model: a water index thresholded by Otsu's method, at the input's own resolution."""
@@ -221,8 +226,7 @@ class Predictor:
         """Open an input; its summary row's first fields, output paths, pixel areas and scale."""
         source = self.open(file)
         try:
-            ground = PixelAreas(source.height, source.width, source.transform, source.crs)
-            scale, how = self.scale_for(source, ground.ground_resolution or self.cfg.gsd)
+            ground, scale, how = self._measure(source, self.cfg.gsd)
         except BaseException:
             source.close()
             raise
@@ -232,7 +236,7 @@ class Predictor:
                "width": source.width, "height": source.height,
                "crs": source.crs.to_string() if source.crs is not None else "",
                "ground_resolution_m": round(ground.ground_resolution, 4) if ground.ground_resolution else "",
-               "scale": round(scale[0], 4) if scale[0] == scale[1] else f"{scale[0]:.4f}x{scale[1]:.4f}",
+               "scale": scale_text(scale),
                "scale_from": how}
         return source, row, output_paths(file, out, self.cfg), ground, scale
 
@@ -325,6 +329,12 @@ class Predictor:
                          f"{score:.1f} > {ref['threshold']:.1f}, docs/scenes.md): check its result")
         return out
 
+    def _measure(self, source: Source, gsd: float | None) -> tuple[PixelAreas, tuple[float, float], str]:
+        """The source's pixel areas, and the scale to run it at and where that came from (`gsd`: metres per
+        pixel of an input without georeferencing)."""
+        ground = PixelAreas(source.height, source.width, source.transform, source.crs)
+        return (ground, *self.scale_for(source, ground.ground_resolution or gsd))
+
     def scale_for(self, source: Source, ground_resolution: float | None) -> tuple[tuple[float, float], str]:
         if self.cfg.method != "unet":
             return (1.0, 1.0), f"{self.cfg.method}: the input's own pixels"
@@ -347,7 +357,7 @@ class Predictor:
 
         def finish(stats: Stats):
             try:
-                row = {"scale": round(scale[0], 4) if scale[0] == scale[1] else f"{scale[0]:.4f}x{scale[1]:.4f}",
+                row = {"scale": scale_text(scale),
                        "scale_from": how, **self._finish(source.path, stats, counts)}
             except DataError as e:
                 done(e)
@@ -363,8 +373,7 @@ class Predictor:
         """A whole image in memory, the one path behind predict's plain images, serve's replies, the API and
         scene evaluation: classes at `threshold` (default: the settings'), probabilities, no-data, the summary
         figures (water fraction, true ground area for georeferenced images, unlike-training score)."""
-        ground = PixelAreas(source.height, source.width, source.transform, source.crs)
-        scale, how = self.scale_for(source, ground.ground_resolution or gsd)
+        ground, scale, how = self._measure(source, gsd)
         results: list = []
         self.segmenter.run_many([self._image_job(source, scale, how, ground, threshold, results.append)],
                                 self.progress)
