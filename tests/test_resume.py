@@ -136,8 +136,8 @@ def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_dat
     calls = {"validated": False, "steps": 0}
     real = train_module.loss_fn
 
-    def poisoned(logits, y, kind="bce"):
-        loss = real(logits, y, kind)
+    def poisoned(logits, y, kind="bce", *rest):
+        loss = real(logits, y, kind, *rest)
         if not torch.is_grad_enabled():  # validation (inference mode): epoch 1 is over
             calls["validated"] = True
         elif calls["validated"]:

@@ -10,7 +10,8 @@ from .config import AugmentConfig
 
 
 class Augment(torch.nn.Module):
-    """Call with (x (N, C, H, W) float in [0, 1], y (N, H, W) integer mask) -> augmented (x, y)."""
+    """Call with (x (N, C, H, W) float in [0, 1], y (N, H, W) integer mask) -> augmented (x, y); with pixel
+    weights w (N, H, W) too -> (x, y, w), the weights moved with the image (bilinear, as an extra channel)."""
 
     def __init__(self, cfg: AugmentConfig, channels: int = 3):
         super().__init__()
@@ -22,6 +23,10 @@ class Augment(torch.nn.Module):
         if cfg.scale:
             geometric.append(_ResizedCrop(cfg.scale, cfg.crop_p))
         if cfg.elastic_p:
+            import warnings
+
+            # kornia's elastic transform calls affine_grid without align_corners; the default is what it wants
+            warnings.filterwarnings("ignore", message="Default grid_sample and affine_grid behavior")
             k = 2 * int(3 * cfg.elastic_sigma) + 1  # the smoothing kernel spans +- 3 sigma
             geometric.append(K.RandomElasticTransform(kernel_size=(k, k), sigma=(cfg.elastic_sigma,) * 2,
                                                       alpha=(cfg.elastic_alpha,) * 2, padding_mode="reflection",
@@ -50,12 +55,17 @@ class Augment(torch.nn.Module):
         self.photometric = torch.nn.Sequential(*photometric)
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None):
+        c = x.shape[1]
         if self.geometric is not None:
-            x, m = self.geometric(x, y[:, None].float())
-            y = m[:, 0].round().to(y.dtype)
-        x = self.photometric(x).clamp_(0, 1)
-        return x.contiguous(memory_format=torch.channels_last), y
+            both = x if w is None else torch.cat([x, w[:, None].to(x.dtype)], dim=1)
+            both, m = self.geometric(both, y[:, None].float())
+            x, y = both[:, :c], m[:, 0].round().to(y.dtype)
+            if w is not None:
+                w = both[:, c].contiguous()
+        x = self.photometric(x.contiguous()).clamp_(0, 1)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return (x, y) if w is None else (x, y, w)
 
 
 class _ResizedCrop(K.RandomResizedCrop):

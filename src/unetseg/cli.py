@@ -228,13 +228,11 @@ def evaluate(
         raise ValueError(f"--method {method} needs --scenes (the test chips are RGB: they have no infrared band)")
     from .workflow import run_evaluate
 
+    from .evaluation import summary_lines
+
     m = run_evaluate(run, _runtime(precision, device), data, checkpoint, progress=not quiet, tta=tta, compile=compile)
-    typer.echo(f"test mean IoU {m['mean_iou']:.4f}  water IoU {m.get('water_iou', float('nan')):.4f}  "
-               f"dice {m.get('dice', float('nan')):.4f}  ({m['test_images']} images, "
-               f"{m['inference_images_per_s']:.1f} img/s, tta {tta}"
-               + (f", {m['compile_seconds']:.1f} s compiling" if m.get("compile_seconds") else "") + ")")
-    if len(m["per_class_iou"]) > 2:
-        typer.echo("per-class IoU: " + ", ".join(f"{k} {v:.4f}" for k, v in m["per_class_iou"].items()))
+    for line in summary_lines(m, tta):
+        typer.echo(line)
 
 
 @app.command()

@@ -15,7 +15,7 @@ from .data.cache import Chips
 from .figures import plot_confusion, plot_histogram, plot_predictions
 from .inference import predict_chips, to_classes
 from .atomic import write_text_atomic
-from .metrics import ConfusionAccumulator, distribution, per_image_iou, scores_from_confusion
+from .metrics import ConfusionAccumulator, accumulator, distribution, per_image_iou, scores_from_confusion
 from .errors import DataError
 from .head import Head
 from .runfolder import RunFolder
@@ -25,24 +25,46 @@ SEED_MEAN_IOU = 0.748  # SEED.md: the Keras reference's test mean IoU
 
 
 def evaluate_chips(model, chips: Chips, rt: Runtime, batch_size: int = 32, threshold: float = 0.5,
-                   class_names: list[str] | None = None, tta: str = "none") -> tuple[dict, np.ndarray]:
+                   class_names: list[str] | None = None, tta: str = "none",
+                   head: Head | None = None) -> tuple[dict, np.ndarray]:
     """Scores over every pixel of the chips (one confusion matrix) and the predicted class maps.
     The img/s leaves out torch.compile's warm-up, which is reported on its own."""
     import torch
 
     t0 = time.perf_counter()
-    probs = predict_chips(model, chips.images, rt, batch_size, tta)
+    probs = predict_chips(model, chips.images, rt, batch_size, tta, head)
     compile_s = warmup_seconds(model)
     seconds = time.perf_counter() - t0 - (compile_s or 0.0)
-    pred = to_classes(probs, threshold)
-    acc = ConfusionAccumulator(Head(probs.shape[1]).num_classes)
+    head = head or Head(probs.shape[1])
+    pred = to_classes(probs, threshold, head)
+    acc = accumulator(head)
     acc.update(torch.from_numpy(pred), torch.from_numpy(np.asarray(chips.masks)))
-    scores = scores_from_confusion(acc.matrix(), class_names)
+    scores = acc.scores(class_names)
     scores["tta"] = tta
     scores["inference_images_per_s"] = round(len(chips.stems) / max(seconds, 1e-9), 2)
     scores["compile_seconds"] = compile_s
-    scores["confusion_matrix"] = acc.matrix().tolist()
     return scores, pred
+
+
+def summary_lines(m: dict, tta: str = "none") -> list[str]:
+    """What `unetseg evaluate` prints of a metrics.json: the water figures (water models), else per-class IoU
+    and Dice; and the whole-file figures of grid-chip runs (pixel error, Rand error for membranes)."""
+    speed = (f"({m['test_images']} images, {m['inference_images_per_s']:.1f} img/s, tta {tta}"
+             + (f", {m['compile_seconds']:.1f} s compiling" if m.get("compile_seconds") else "") + ")")
+    names = list(m["per_class_iou"])
+    if names == ["background", "water"]:
+        lines = [f"test mean IoU {m['mean_iou']:.4f}  water IoU {m['water_iou']:.4f}  dice {m['dice']:.4f}  {speed}"]
+    else:
+        lines = [f"test mean IoU {m['mean_iou']:.4f} {speed}",
+                 "per-class IoU / Dice: " + ", ".join(f"{k} {v:.4f} / {m['per_class_dice'][k]:.4f}"
+                                                      for k, v in m["per_class_iou"].items())]
+    whole = m.get("whole_files")
+    if whole:
+        extra = (f", Rand error {whole['rand_error']:.4f}, VI split {whole['vi_split']:.3f} merge "
+                 f"{whole['vi_merge']:.3f}" if "rand_error" in whole else "")
+        lines.append(f"whole test files ({whole['files']}, {whole['tile']} px tiles): mean IoU {whole['mean_iou']:.4f}, "
+                     f"pixel error {whole['pixel_error']:.4f}{extra}")
+    return lines
 
 
 def unlike_summary(distance: np.ndarray, iou: np.ndarray, threshold: float) -> dict:
@@ -66,12 +88,13 @@ def sample_indices(n: int, k: int = 6, seed: int = 0) -> np.ndarray:
 
 def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "best", batch_size: int = 32,
                  figure_samples: int = 6, class_names: list[str] | None = None, tta: str = "none",
-                 compile: bool = False, log: Callable[[str], None] = print, input_stats: dict | None = None) -> dict:
+                 compile: bool = False, log: Callable[[str], None] = print, input_stats: dict | None = None,
+                 head: Head | None = None) -> dict:
     """Evaluate RUN/<checkpoint> on the test chips; write metrics.json (metrics-tta-MODE.json with TTA) and figures."""
     weights = resolve_checkpoint(run_dir, checkpoint)
     model, info = load_checkpoint(weights, rt.device)
     model = maybe_compile(model, compile, log)
-    scores, pred = evaluate_chips(model, test, rt, batch_size, class_names=class_names, tta=tta)
+    scores, pred = evaluate_chips(model, test, rt, batch_size, class_names=class_names, tta=tta, head=head)
     result = {"checkpoint": weights.name, "epoch": info.get("epoch"), "test_images": len(test.stems),
               "image_size": int(test.images.shape[1]), "threshold": 0.5, "runtime": rt.describe(),
               "seed_mean_iou": SEED_MEAN_IOU, **scores}
@@ -79,9 +102,10 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     suffix = folder.evaluation_suffix(checkpoint, tta)  # never overwrites the best checkpoint's plain figures
     idx = sample_indices(len(test.stems), figure_samples)
     names = [test.stems[i] for i in idx]
-    num_classes = len(scores["confusion_matrix"])
+    multilabel = bool(head and head.multilabel)
+    num_classes = 2 if multilabel else len(scores["confusion_matrix"])
     notes = ["" for _ in idx]
-    if num_classes == 2:
+    if num_classes == 2 and not multilabel:
         ious = per_image_iou(pred, np.asarray(test.masks))
         result["per_image_water_iou"] = distribution(ious)
         unlike = np.full(len(ious), np.nan)
@@ -96,11 +120,78 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
         write_text_atomic(run_dir / f"per_image{suffix}.csv", rows)
         plot_histogram(ious, run_dir / f"per_image_iou{suffix}.png")
         notes = [f"(IoU {v:.2f})" for v in ious[idx]]
-    plot_predictions(np.asarray(test.images[idx]), np.asarray(test.masks[idx]), pred[idx], names, notes,
+    truth = np.asarray(test.masks[idx])
+    if multilabel:  # the figure shows which pixels carry any class
+        truth, shown = np.where(truth == 255, 0, truth != 0).astype(np.uint8), (pred[idx] != 0).astype(np.uint8)
+    else:
+        shown = pred[idx]
+    plot_predictions(np.asarray(test.images[idx]), truth, shown, names, notes,
                      run_dir / f"test_predictions{suffix}.png", num_classes=num_classes)
-    plot_confusion(np.array(scores["confusion_matrix"]), list(scores["per_class_iou"]),
-                   run_dir / f"confusion_matrix{suffix}.png")
+    if not multilabel:
+        plot_confusion(np.array(scores["confusion_matrix"]), list(scores["per_class_iou"]),
+                       run_dir / f"confusion_matrix{suffix}.png")
     write_text_atomic(folder.metrics_path(checkpoint, tta), json.dumps(result, indent=1))
+    return result
+
+
+def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: str = "best", tta: str = "none",
+                   log: Callable[[str], None] = print, figures: int = 2) -> dict:
+    """Whole files (large slices) at their own resolution through predict's overlap-tile path, scored against
+    their full masks: IoU and Dice per class (multi-label: each class against its absence), pixel error, and
+    for membrane data (dataset task `membranes`, class 1 = cell interior) the ISBI figures of each slice
+    (metrics.membrane_scores), averaged over the slices. Writes slices.csv and slice_*.png figures."""
+    import torch
+
+    from .atomic import write_csv_atomic
+    from .config import PredictConfig, Recipe
+    from .data.folder import decode_pair
+    from .data.sources import ArraySource
+    from .figures import plot_slice
+    from .head import head_of
+    from .metrics import accumulator, membrane_scores
+    from .predict.pipeline import Predictor
+
+    info = RunFolder(run_dir).info()
+    recipe = Recipe.from_dict(info["recipe"])
+    head = head_of(recipe.model)
+    size = recipe.image_size
+    cfg = PredictConfig(scale=1.0, tile=size, overlap=size // 8, checkpoint=checkpoint, tta=tta, vectors="none")
+    predictor = Predictor(run_dir, cfg, rt, progress=False, log=lambda m: None)
+    pooled = accumulator(head)
+    rows, t0 = [], time.perf_counter()
+    for i, pair in enumerate(pairs):
+        image, truth, _ = decode_pair(pair, 0, spec)
+        seg = predictor.segment(ArraySource(image, image.shape[-1], "auto", pair.image))
+        pred = head.classes(seg.keep.probs, cfg.threshold)
+        acc = accumulator(head)
+        for a in (acc, pooled):
+            a.update(torch.from_numpy(pred), torch.from_numpy(truth))
+        s = acc.scores(spec.class_names)
+        row = {"file": pair.stem, "mean_iou": round(s["mean_iou"], 4),
+               "pixel_error": round(1 - s["pixel_accuracy"], 5)}
+        if spec.task == "membranes":
+            row |= {k: round(v, 5) if isinstance(v, float) else v
+                    for k, v in membrane_scores(pred == 1, truth == 1).items()}
+        rows.append(row)
+        if i < figures:
+            title = f"{pair.stem}: mean IoU {row['mean_iou']:.3f}" + (
+                f", Rand error {row['rand_error']:.4f}, pixel error {row['pixel_error']:.4f}" if "rand_error" in row
+                else "")
+            plot_slice(image, truth, pred, spec.class_names, title, run_dir / f"slice_{pair.stem}.png",
+                       head.multilabel)
+    total = pooled.scores(spec.class_names)
+    result = {"files": len(rows), "tile": cfg.tile, "overlap": cfg.overlap, "tta": tta,
+              "seconds": round(time.perf_counter() - t0, 1), "mean_iou": round(total["mean_iou"], 4),
+              "per_class_iou": {k: round(v, 4) for k, v in total["per_class_iou"].items()},
+              "per_class_dice": {k: round(v, 4) for k, v in total["per_class_dice"].items()},
+              "pixel_error": round(1 - total["pixel_accuracy"], 5), "per_file": rows}
+    if spec.task == "membranes":
+        for key in ("rand_error", "vi_split", "vi_merge"):
+            result[key] = round(float(np.mean([r[key] for r in rows])), 5)
+        result["pixel_error"] = round(float(np.mean([r["pixel_error"] for r in rows])), 5)
+    write_csv_atomic(run_dir / "slices.csv", list(rows[0]), rows, lineterminator="\n")
+    log(f"whole files ({len(rows)}, {cfg.tile} px tiles): mean IoU {result['mean_iou']:.4f}, pixel error "
+        f"{result['pixel_error']:.4f}" + (f", Rand error {result['rand_error']:.4f}" if "rand_error" in result else ""))
     return result
 
 

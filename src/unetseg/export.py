@@ -17,7 +17,8 @@ from torch import nn
 from .checkpoint import load_checkpoint, resolve_checkpoint
 from .errors import DataError, first_line
 from .atomic import atomic_path, check_new_file
-from .head import Head
+from .config import ModelConfig
+from .head import Head, head_of
 
 FORMATS = ("onnx",)
 OPSET = 18
@@ -47,11 +48,11 @@ def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "best"
             raise DataError(f"{weights}: {e}") from None
         proto = onnx.load(str(tmp))
         meta = {"unetseg_model": json.dumps(info["recipe"]["model"]), "unetseg_checkpoint": weights.name,
-                "unetseg_sha256": info.get("sha256", ""), "unetseg_input": "float32 NCHW, RGB/bands scaled to 0..1"}
+                "unetseg_sha256": info.get("sha256", ""), "unetseg_input": "float32 NCHW, RGB/bands (or grey) scaled to 0..1"}
         for k, v in meta.items():
             proto.metadata_props.add(key=k, value=v)
         onnx.save(proto, str(tmp))
-        parity = check_parity(model, tmp, channels)
+        parity = check_parity(model, tmp, channels, head=head_of(ModelConfig(**info["recipe"]["model"])))
         if parity["max_abs_logit_diff"] > 1e-3 or parity["mask_agreement"] < 0.999:
             raise DataError(f"{out}: exported model disagrees with PyTorch ({parity}); not written")
     return {"path": str(out), "seconds": round(time.perf_counter() - t0, 1), **parity}
@@ -84,7 +85,8 @@ def export_model(model: nn.Module, path: Path, channels: int, size: int = 96) ->
 
 
 def check_parity(model: nn.Module, onnx_path: Path, channels: int,
-                 shapes: tuple[tuple[int, int, int], ...] = ((2, 96, 96), (1, 75, 130), (3, 128, 61))) -> dict:
+                 shapes: tuple[tuple[int, int, int], ...] = ((2, 96, 96), (1, 75, 130), (3, 128, 61)),
+                 head: Head | None = None) -> dict:
     """Max |logit difference| and thresholded-mask agreement between PyTorch (fp32) and onnxruntime."""
     session = OnnxModel(onnx_path)
     worst, agree, total = 0.0, 0, 0
@@ -95,7 +97,7 @@ def check_parity(model: nn.Module, onnx_path: Path, channels: int,
             ref = model.float()(x).numpy()
         got = session.run(x.numpy())
         worst = max(worst, float(np.abs(got - ref).max()))
-        head = Head(ref.shape[1])
+        head = head or Head(ref.shape[1])
         a, r = (head.classes(head.probabilities(torch.from_numpy(v))) for v in (got, ref))
         agree += int((a == r).sum())
         total += a.numel()

@@ -62,6 +62,29 @@ def plot_predictions(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, na
     save_figure(fig, path)
 
 
+def plot_slice(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, class_names: list[str], title: str,
+               path: Path, multilabel: bool = False, crop: int = 384) -> None:
+    """A slice's centre crop (image | truth | prediction): one row per class for multi-label maps (bit k =
+    class k), one row of class maps otherwise."""
+    h, w = truth.shape
+    ys, xs = slice(max(0, (h - crop) // 2), (h + crop) // 2), slice(max(0, (w - crop) // 2), (w + crop) // 2)
+    img = image[ys, xs, 0] if image.shape[-1] == 1 else image[ys, xs, :3]
+    rows = [(n, (truth[ys, xs] >> k) & 1, (pred[ys, xs] >> k) & 1) for k, n in enumerate(class_names)] \
+        if multilabel else [(" / ".join(class_names), truth[ys, xs], pred[ys, xs])]
+    style = mask_style(2 if multilabel else len(class_names))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.5 * len(rows) + 0.4), squeeze=False)
+    for (name, t, p), row in zip(rows, axes):
+        row[0].imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+        row[1].imshow(np.where(t == 255, 0, t), **style)
+        row[2].imshow(p, **style)
+        for ax, what in zip(row, ("slice", f"true {name}", f"predicted {name}")):
+            ax.set_title(what, fontsize=9)
+            ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def plot_histogram(values: np.ndarray, path: Path, xlabel: str = "per-image water IoU") -> None:
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(values, bins=20, range=(0, 1), color="tab:blue", edgecolor="white")

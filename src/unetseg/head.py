@@ -1,7 +1,8 @@
 """What a model's output channels mean, in one place: the loss, the probabilities, the classes.
 
 Outputs are always (N, K, H, W). K = 1 is a water model: one sigmoid channel, two classes (background 0,
-water 1). K > 1 is a softmax over K classes. Pixels labelled IGNORE count in no loss and no score.
+water 1). K > 1 is a softmax over K classes, or, for multi-label data (classes that may overlap), K sigmoids
+whose class maps are bit sets (bit k set where class k is). Pixels labelled IGNORE count in no loss and no score.
 """
 
 from __future__ import annotations
@@ -18,51 +19,74 @@ IGNORE = 255  # a label value left out of every loss and score (pixels of scenes
 @dataclass(frozen=True)
 class Head:
     outputs: int = 1  # the model's output channels, K
+    multilabel: bool = False  # K sigmoids, classes may overlap
 
     @property
     def binary(self) -> bool:
         return self.outputs == 1
 
     @property
+    def sigmoid(self) -> bool:
+        return self.binary or self.multilabel
+
+    @property
     def num_classes(self) -> int:
-        """Classes in the class maps and the confusion matrix: 2 for a water model."""
+        """Classes in the class maps and the confusion matrix: 2 for a water model (multi-label: K, each scored
+        against its absence)."""
         return max(2, self.outputs)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """(N, K, H, W) logits -> (N, K, H, W) float32: sigmoid for one channel, softmax over several."""
+        """(N, K, H, W) logits -> (N, K, H, W) float32: sigmoids (one channel, or multi-label), else softmax."""
         logits = logits.float()
-        return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
+        return torch.sigmoid(logits) if self.sigmoid else torch.softmax(logits, dim=1)
 
     def classes(self, probs: np.ndarray | torch.Tensor, threshold: float = 0.5):
         """(..., K, H, W) probabilities -> (..., H, W) class indices (uint8 for arrays): water where the one
-        channel is above `threshold`; else the most probable class."""
+        channel is above `threshold`; multi-label: the bit set of the channels above it; else the most probable
+        class."""
         k = probs.shape[-3]
+        if self.multilabel:
+            bits = (2 ** np.arange(k)).reshape(k, 1, 1)
+            if isinstance(probs, np.ndarray):
+                return ((probs > threshold) * bits).sum(axis=-3).astype(np.uint8)
+            return ((probs > threshold).long() * torch.from_numpy(bits).to(probs.device)).sum(dim=-3)
         if isinstance(probs, np.ndarray):
             c = probs[..., 0, :, :] > threshold if k == 1 else probs.argmax(axis=-3)
             return c.astype(np.uint8)
         return (probs[..., 0, :, :] > threshold).long() if k == 1 else probs.argmax(dim=-3)
 
     def confidence(self, probs: np.ndarray) -> np.ndarray:
-        """(K, H, W) -> (H, W): the water probability, or the winning class's probability."""
+        """(K, H, W) -> (H, W): the water probability, or the winning class's probability (multi-label: the
+        most probable class's)."""
         return probs[0] if probs.shape[0] == 1 else probs.max(axis=0)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-        """BCE on the one channel (target in {0, 1}) or cross-entropy over the classes; `+dice` adds soft Dice."""
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, kind: str = "bce",
+             pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """BCE on the one channel (target in {0, 1}), BCE per class on multi-label bit sets, or cross-entropy
+        over the classes; `+dice` adds soft Dice. `pixel_weights` (N, H, W) weighs each pixel's BCE / CE
+        (the U-Net paper's border weights); the mean is over the weights."""
         logits = logits.float()
         known = target != IGNORE
         every = bool(known.all())
         weight = None if every else known[:, None].float()
-        if self.binary:
-            t = torch.where(known, target, 0).float()
-            if every:
-                loss = F.binary_cross_entropy_with_logits(logits[:, 0], t)
+        w = known.float() if pixel_weights is None else pixel_weights.float() * known
+        if self.sigmoid:
+            t = torch.where(known, target, 0).long()
+            t = ((t[:, None] >> torch.arange(self.outputs, device=t.device).view(1, -1, 1, 1)) & 1).float() \
+                if self.multilabel else t[:, None].float()
+            if every and pixel_weights is None:
+                loss = F.binary_cross_entropy_with_logits(logits, t)
             else:
-                per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], t, reduction="none")
-                loss = (per_pixel * known).sum() / known.sum().clamp(min=1)
+                per_pixel = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+                loss = (per_pixel * w[:, None]).sum() / (w.sum() * self.outputs).clamp(min=1e-6)
             if kind.endswith("+dice"):
-                loss = loss + soft_dice_loss(torch.sigmoid(logits), t[:, None], weight=weight)
+                loss = loss + soft_dice_loss(torch.sigmoid(logits), t, weight=weight)
             return loss
-        loss = F.cross_entropy(logits, target.long(), ignore_index=IGNORE)
+        if pixel_weights is None:
+            loss = F.cross_entropy(logits, target.long(), ignore_index=IGNORE)
+        else:
+            per_pixel = F.cross_entropy(logits, target.long(), ignore_index=IGNORE, reduction="none")
+            loss = (per_pixel * w).sum() / w.sum().clamp(min=1e-6)
         if kind.endswith("+dice"):
             onehot = F.one_hot(torch.where(known, target, 0).long(), self.outputs).permute(0, 3, 1, 2).float()
             loss = loss + soft_dice_loss(torch.softmax(logits, 1), onehot, weight=weight)
@@ -81,5 +105,6 @@ def soft_dice_loss(probs: torch.Tensor, onehot: torch.Tensor, eps: float = 1.0,
 
 
 def head_of(model_or_outputs) -> Head:
-    """The head of a ModelConfig (num_classes), or of a number of output channels."""
-    return Head(int(getattr(model_or_outputs, "num_classes", model_or_outputs)))
+    """The head of a ModelConfig (num_classes, multilabel), or of a number of output channels."""
+    return Head(int(getattr(model_or_outputs, "num_classes", model_or_outputs)),
+                bool(getattr(model_or_outputs, "multilabel", False)))

@@ -42,29 +42,31 @@ def _unview(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, -k, dims=(-2, -1)) if k else x
 
 
-def predict_probs(model: nn.Module, x: torch.Tensor, rt: Runtime, tta: str = "none") -> torch.Tensor:
-    """Probabilities of one input batch, averaged over the test-time views (each mapped back)."""
+def predict_probs(model: nn.Module, x: torch.Tensor, rt: Runtime, tta: str = "none",
+                  head: Head | None = None) -> torch.Tensor:
+    """Probabilities of one input batch, averaged over the test-time views (each mapped back); the head
+    defaults to the one the output's channel count implies (not multi-label)."""
     views = tta_views(tta)
     total = None
     for k, flip in views:
         with rt.autocast():
             logits = model(_view(x, k, flip).contiguous(memory_format=torch.channels_last))
-        p = _unview(Head(logits.shape[1]).probabilities(logits), k, flip)
+        p = _unview((head or Head(logits.shape[1])).probabilities(logits), k, flip)
         total = p if total is None else total + p
     return total / len(views)
 
 
 @torch.inference_mode()
 def predict_chips(model: nn.Module, images: np.ndarray, rt: Runtime, batch_size: int = 32,
-                  tta: str = "none") -> np.ndarray:
+                  tta: str = "none", head: Head | None = None) -> np.ndarray:
     """Probabilities (N, K, H, W) float32 of a stack of (N, H, W, C) uint8 chips (K = 1 for a water model)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        out.append(predict_probs(model, to_input(images[i:i + batch_size], rt.device), rt, tta).cpu().numpy())
+        out.append(predict_probs(model, to_input(images[i:i + batch_size], rt.device), rt, tta, head).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1) + images.shape[1:3], np.float32)
 
 
-def to_classes(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def to_classes(probs: np.ndarray, threshold: float = 0.5, head: Head | None = None) -> np.ndarray:
     """(N, K, H, W) probabilities -> (N, H, W) uint8 class maps (head.Head.classes)."""
-    return Head(probs.shape[1]).classes(probs, threshold)
+    return (head or Head(probs.shape[1])).classes(probs, threshold)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassConfusionMatrix, MultilabelConfusionMatrix
 
 from .head import IGNORE
 
@@ -25,6 +25,46 @@ class ConfusionAccumulator:
     def matrix(self) -> np.ndarray:
         return self.metric.compute().numpy().astype(np.int64)
 
+    def scores(self, class_names: list[str] | None = None) -> dict:
+        return {**scores_from_confusion(self.matrix(), class_names), "confusion_matrix": self.matrix().tolist()}
+
+
+class MultilabelAccumulator:
+    """Multi-label class maps (bit k = class k): a 2 x 2 confusion matrix per class (absent, present), with
+    torchmetrics; truth pixels labelled IGNORE are left out."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.metric = MultilabelConfusionMatrix(num_labels=num_classes, sync_on_compute=False)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        known = target.reshape(-1) != IGNORE
+        bits = torch.arange(self.num_classes)
+        p = (pred.reshape(-1)[known].long().cpu()[:, None] >> bits) & 1
+        t = (target.reshape(-1)[known].long().cpu()[:, None] >> bits) & 1
+        self.metric.update(p, t)
+
+    def matrices(self) -> np.ndarray:
+        """(K, 2, 2): rows truth (absent, present), columns prediction."""
+        return self.metric.compute().numpy().astype(np.int64)
+
+    def scores(self, class_names: list[str] | None = None) -> dict:
+        """Per-class IoU and Dice of each class's presence, their means, and each class's pixel accuracy."""
+        names = class_names or [f"class_{i}" for i in range(self.num_classes)]
+        per = [scores_from_confusion(m, ["absent", n]) for m, n in zip(self.matrices(), names)]
+        iou = [p["water_iou"] for p in per]
+        return {"mean_iou": float(np.nanmean(iou)), "per_class_iou": dict(zip(names, iou)),
+                "per_class_dice": {n: p["dice"] for n, p in zip(names, per)},
+                "mean_dice": float(np.nanmean([p["dice"] for p in per])),
+                "pixel_accuracy": float(np.mean([p["pixel_accuracy"] for p in per])),
+                "pixels": per[0]["pixels"] if per else 0, "multilabel": True,
+                "confusion_matrices": self.matrices().tolist()}
+
+
+def accumulator(head) -> "ConfusionAccumulator | MultilabelAccumulator":
+    """The right scorer for a head: one confusion matrix over exclusive classes, or one per class."""
+    return MultilabelAccumulator(head.outputs) if head.multilabel else ConfusionAccumulator(head.num_classes)
+
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -40,9 +80,11 @@ def scores_from_confusion(cm: np.ndarray, class_names: list[str] | None = None) 
     iou = _safe_div(tp, tp + fp + fn)
     k = cm.shape[0]
     names = class_names or (["background", "water"] if k == 2 else [f"class_{i}" for i in range(k)])
+    dice = _safe_div(2 * tp, 2 * tp + fp + fn)
     out = {
         "mean_iou": float(np.nanmean(iou)) if not np.all(np.isnan(iou)) else float("nan"),
         "per_class_iou": {n: float(v) for n, v in zip(names, iou)},
+        "per_class_dice": {n: float(v) for n, v in zip(names, dice)},
         "pixel_accuracy": float(tp.sum() / max(cm.sum(), 1)),
         "pixels": int(cm.sum()),
     }

@@ -27,7 +27,7 @@ def chip_parity(full: Path, half: Path) -> dict:
 
     info = RunFolder(full).info()
     recipe = Recipe.from_dict(info["recipe"])
-    rd = load_data(Path(info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
+    rd = load_data(Path(info["data"]), recipe, info.get("skip_bad", False),
                    split_file=RunFolder(full).split_path, progress=False)
     images = np.asarray(rd.part("test").images)
     rt = select_runtime("fp32", "cpu")

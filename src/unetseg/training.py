@@ -21,7 +21,7 @@ from .data.cache import Chips
 from .inference import to_input
 from .atomic import write_csv_atomic
 from .head import Head, head_of
-from .metrics import ConfusionAccumulator, scores_from_confusion
+from .metrics import accumulator
 from .models import build_model, count_parameters
 from .distributed import World
 from .runfolder import RunFolder
@@ -31,9 +31,10 @@ from .progress import bar as progress_bar
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_miou", "val_water_iou", "lr", "seconds", "images_per_s"]
 
 
-def loss_fn(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce") -> torch.Tensor:
-    """The loss of these logits (their channel count says binary or multi-class): see head.Head.loss."""
-    return Head(logits.shape[1]).loss(logits, target, kind)
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce", head: Head | None = None,
+            pixel_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of these logits (by default their channel count says binary or multi-class): see head.Head.loss."""
+    return (head or Head(logits.shape[1])).loss(logits, target, kind, pixel_weights)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, mode: str):
@@ -43,8 +44,9 @@ def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: 
             opt, mode=mode, factor=recipe.plateau_factor, patience=recipe.plateau_patience,
             threshold=1e-4, threshold_mode="abs")  # Keras: min_delta=1e-4, absolute
     total = recipe.epochs * steps_per_epoch
-    if recipe.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.2)
+    if recipe.schedule == "onecycle":  # warm-up of at least 2 steps: shorter ones divide by zero inside
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=max(total, 6),
+                                                   pct_start=max(0.2, 2.5 / max(total, 6)))
     if recipe.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     if recipe.schedule == "none":
@@ -61,22 +63,21 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 @torch.inference_mode()
-def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, num_classes: int,
+def validate(model: nn.Module, chips: Chips, rt: Runtime, batch_size: int, head: Head,
              loss_kind: str = "bce") -> dict:
     """Mean loss and confusion-matrix scores over a set of chips, predictions thresholded at 0.5."""
     model.eval()
-    head = head_of(num_classes)
-    acc = ConfusionAccumulator(head.num_classes)
+    acc = accumulator(head)
     total, n = 0.0, 0
     for i in range(0, len(chips.stems), batch_size):
         x = to_input(chips.images[i:i + batch_size], rt.device)
         y = torch.as_tensor(np.asarray(chips.masks[i:i + batch_size]), device=rt.device)
         with rt.autocast():
             logits = model(x)
-        total += loss_fn(logits, y, loss_kind).item() * len(x)
+        total += loss_fn(logits, y, loss_kind, head).item() * len(x)
         n += len(x)
         acc.update(head.classes(head.probabilities(logits)), y)
-    return {"loss": total / max(n, 1), **scores_from_confusion(acc.matrix())}
+    return {"loss": total / max(n, 1), **acc.scores()}
 
 
 @dataclass
@@ -192,6 +193,7 @@ class Context:
     """What an epoch needs besides the state: the data, the settings, where to write."""
 
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    head: Head
     recipe: Recipe
     rt: Runtime
     world: World
@@ -206,7 +208,7 @@ class Context:
 
 
 def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: torch.Tensor, stop: StopRequest,
-                t0: float, started: float) -> int:
+                t0: float, started: float, weights: torch.Tensor | None = None) -> int:
     """The steps of epoch st.epoch from st.step on; returns the number of batches. A non-finite loss raises
     Diverged before the weights change; Ctrl-C / SIGTERM saves the state at the next step and raises Interrupted."""
     recipe, world = ctx.recipe, ctx.world
@@ -217,11 +219,12 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
     for step, idx in enumerate(batches[st.step:], start=st.step):
         x = to_input(images[idx], ctx.rt.device)
         y = masks[idx].to(ctx.rt.device)
+        w = None if weights is None else weights[idx].to(ctx.rt.device).float()
         if ctx.augment is not None:
-            x, y = ctx.augment(x, y)
+            x, y, w = ctx.augment(x, y, w) if w is not None else (*ctx.augment(x, y), None)
         with ctx.rt.autocast():
             logits = ctx.net(x)
-        loss = loss_fn(logits, y, recipe.loss)
+        loss = loss_fn(logits, y, recipe.loss, ctx.head, w)
         value = loss.item()
         bad = not math.isfinite(value)
         if world.distributed:  # every process must take the same decision at the same step
@@ -254,7 +257,7 @@ def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, star
     recipe, world, epoch = ctx.recipe, ctx.world, st.epoch
     train_seconds = time.perf_counter() - t0
     st.loss_sum, st.seen = world.sum(st.loss_sum, st.seen)  # over all processes: the global batch's loss
-    val = validate(st.model, val_chips, ctx.rt, recipe.batch_size, recipe.model.num_classes, recipe.loss) \
+    val = validate(st.model, val_chips, ctx.rt, recipe.batch_size, ctx.head, recipe.loss) \
         if world.main else {}
     if world.distributed:  # rank 0 validated; everyone takes the same decisions from its figures
         shared = world.broadcast(val.get("loss", 0.0), val.get("mean_iou", 0.0), val.get("water_iou", math.nan))
@@ -318,7 +321,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
 
         net = DistributedDataParallel(st.model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     augment = Augment(recipe.augment, recipe.model.in_channels).to(rt.device) if recipe.augment else None
-    ctx = Context(net, recipe, rt, world, run_dir, augment, log, progress and world.main)
+    ctx = Context(net, head_of(recipe.model), recipe, rt, world, run_dir, augment, log, progress and world.main)
     log(f"model {recipe.model.name}: {count_parameters(st.model):,} parameters; {rt.describe()}")
     more = f" + {extra_count} scene crops per epoch" if extra is not None else ""
     log(f"train {len(train_chips.stems)} chips{more}, validate {len(val_chips.stems)}, "
@@ -326,6 +329,10 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
 
     images = torch.from_numpy(np.ascontiguousarray(train_chips.images))
     masks = torch.from_numpy(np.ascontiguousarray(train_chips.masks))
+    weights = None if train_chips.weights is None or not recipe.border_weight else \
+        torch.from_numpy(np.ascontiguousarray(train_chips.weights))
+    if weights is not None and extra is not None:
+        raise ValueError("border weights apply to chips only, not to scene crops")
     if resume is not None:
         st.load_state_dict(resume, world)
         log(f"resuming at epoch {st.epoch}, step {st.step}")
@@ -345,7 +352,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
                 more_images, more_masks = extra(epoch)
                 epoch_images = torch.cat([images, torch.from_numpy(more_images)])
                 epoch_masks = torch.cat([masks, torch.from_numpy(more_masks)])
-            steps = train_epoch(st, ctx, epoch_images, epoch_masks, stop, t0, started)
+            steps = train_epoch(st, ctx, epoch_images, epoch_masks, stop, t0, started, weights)
             st.step, st.epoch_seconds = 0, 0.0
             if end_epoch(st, ctx, val_chips, t0, started, board):
                 break

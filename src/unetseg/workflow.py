@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from .atomic import check_output_dir, remove_stale_temporaries, write_text_atomi
 from .distributed import World
 from .runfolder import RunFolder
 from .runtime import Runtime, cpu_model
+from .head import head_of
 from .training import train
 
 if TYPE_CHECKING:
@@ -114,37 +116,55 @@ class RunData:
     messages: list[str]
     spec: DatasetSpec
     pairs: list[Pair]  # the image/mask files scanned (before --limit)
+    fixed: dict[str, str] = dataclasses.field(default_factory=dict)  # files in a fixed part (file -> part)
 
     def part(self, name: str) -> Chips:
         return self.chips.subset(self.split[name])
 
 
-def load_data(data: Path, image_size: int, threshold: int, skip_bad: bool, split_file: Path | None = None,
-              split_cfg: SplitConfig | None = None, progress: bool = True, limit: int | None = None,
+def chip_plan(recipe: Recipe):
+    """How this recipe turns files into chips (data.cache.ChipPlan)."""
+    from .data.cache import ChipPlan
+
+    return ChipPlan(recipe.image_size, recipe.chips, recipe.chip_stride, recipe.border_weight, recipe.border_sigma)
+
+
+def split_config(recipe: Recipe) -> SplitConfig:
+    return SplitConfig(val=recipe.split_val, seed=recipe.split_seed)
+
+
+def load_data(data: Path, recipe: Recipe, skip_bad: bool, split_file: Path | None = None,
+              progress: bool = True, limit: int | None = None,
               trained: tuple[Path, ModelConfig] | None = None) -> RunData:
-    """Scan, decode (cached) and split; reuse `split_file` when it exists so the test set never changes.
+    """Scan, decode (cached) and split by file (grid chips of one file stay together); reuse `split_file` when it
+    exists so the test set never changes. The dataset's description: DATA/dataset.yaml, else the recipe's.
 
     `trained` (run folder, model config): refuse data whose channels or classes differ from the model's.
     """
-    scan = scan_folder(data)
-    spec = load_spec(data, threshold)
-    if trained and (len(spec.channels) != trained[1].in_channels or spec.model_classes != trained[1].num_classes):
-        raise DataError(f"{data}: data has {len(spec.channels)} channel(s) and {len(spec.class_names)} classes, "
-                        f"but {trained[0]} was trained on {trained[1].in_channels} channel(s) and "
-                        f"{max(2, trained[1].num_classes)} classes")
+    spec = load_spec(data, recipe.mask_threshold, recipe.dataset)
+    scan = scan_folder(data, spec)
+    if trained and (len(spec.channels) != trained[1].in_channels or spec.model_classes != trained[1].num_classes
+                    or spec.multilabel != trained[1].multilabel):
+        raise DataError(f"{data}: data has {len(spec.channels)} channel(s) and {len(spec.class_names)} classes"
+                        f"{' (multi-label)' if spec.multilabel else ''}, but {trained[0]} was trained on "
+                        f"{trained[1].in_channels} channel(s) and {max(2, trained[1].num_classes)} classes"
+                        f"{' (multi-label)' if trained[1].multilabel else ''}")
+    missing = sorted(s for s in scan.parts if s not in {p.stem for p in scan.pairs})
+    if missing:
+        raise DataError(f"{data}: the dataset description holds out {missing[0]!r}, which is not among its files")
     messages = [m for m in [scan.unpaired_message()] if m]
     pairs = scan.pairs[:limit] if limit else scan.pairs
-    chips = load_chips(pairs, image_size, spec, skip_bad=skip_bad, progress=progress)
+    chips = load_chips(pairs, chip_plan(recipe), spec, skip_bad=skip_bad, progress=progress)
     if chips.bad:
         messages.append(f"{len(chips.bad)} unreadable file(s) skipped (--skip-bad): " + "; ".join(
             list(chips.bad.values())[:3]))
     messages += chips.notes[:5]
     if split_file is not None and split_file.exists():
         split = load_split(split_file)
-        check_split(split, chips.stems, split_file)
+        check_split(split, chips.files, split_file)
     else:
-        split = make_split(chips.stems, split_cfg or SplitConfig())
-    return RunData(chips, split, messages, spec, scan.pairs)
+        split = make_split(chips.files, split_config(recipe), scan.parts)
+    return RunData(chips, split, messages, spec, scan.pairs, scan.parts)
 
 
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
@@ -169,19 +189,19 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
         prepare_out_dir(out, overwrite)
     world.barrier()
     log = log if world.main else (lambda m: None)
-    split_cfg = SplitConfig(seed=recipe.split_seed)
-    rd = load_data(data, recipe.image_size, recipe.mask_threshold, skip_bad, progress=progress and world.main,
-                   limit=limit, split_cfg=split_cfg)
+    split_cfg = split_config(recipe)
+    rd = load_data(data, recipe, skip_bad, progress=progress and world.main, limit=limit)
     for m in rd.messages:
         log(f"note: {m}")
     # the data decides the model's input channels and classes
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(
-        recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes))
+        recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes,
+        multilabel=rd.spec.multilabel))
     if world.main:
-        save_split(RunFolder(out).split_path, rd.split, split_cfg)
+        save_split(RunFolder(out).split_path, rd.split, split_cfg, rd.fixed)
     train_stems = set(rd.split["train"])
-    chip_scale = median_chip_scale([p.image for p in rd.pairs if p.stem in train_stems],
-                                   recipe.image_size)
+    chip_scale = 1.0 if recipe.chips == "grid" else \
+        median_chip_scale([p.image for p in rd.pairs if p.stem in train_stems], recipe.image_size)
     if gsd is not None and not gsd > 0:
         raise ValueError(f"--gsd {gsd}: must be a positive number of metres")
     gsd = gsd or rd.spec.gsd
@@ -267,7 +287,7 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
         raise DataError(f"{run_dir}: was trained on {state['processes']} process(es); resume it with "
                         f"--nproc {state['processes']} (the data order depends on it)")
     recipe = Recipe.from_dict(info["recipe"])
-    rd = load_data(Path(info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
+    rd = load_data(Path(info["data"]), recipe, info.get("skip_bad", False),
                    split_file=RunFolder(run_dir).split_path, progress=progress and world.main, limit=info.get("limit"),
                    trained=(run_dir, recipe.model))
     scene_data = recorded_scenes(info, recipe, rd)
@@ -285,12 +305,20 @@ def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoin
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
     info = RunFolder(run_dir).info()
     recipe = Recipe.from_dict(info["recipe"])
-    rd = load_data(Path(data or info["data"]), recipe.image_size, recipe.mask_threshold, info.get("skip_bad", False),
+    rd = load_data(Path(data or info["data"]), recipe, info.get("skip_bad", False),
                    split_file=RunFolder(run_dir).split_path, progress=progress, trained=(run_dir, recipe.model))
     if data is None:  # the run's own training data: what its input statistics describe
         info = ensure_input_stats(run_dir, info, rd)
-    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
-                        compile=compile, input_stats=info.get("input_stats"))
+    result = evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
+                          compile=compile, input_stats=info.get("input_stats"), head=head_of(recipe.model))
+    if recipe.chips == "grid":  # chips cut from larger files: score the whole files too, as predict sees them
+        from .evaluation import evaluate_files
+
+        test = set(rd.split["test"])
+        result["whole_files"] = evaluate_files(run_dir, [p for p in rd.pairs if p.stem in test], rd.spec, rt,
+                                               checkpoint, tta)
+        write_text_atomic(RunFolder(run_dir).metrics_path(checkpoint, tta), json.dumps(result, indent=1))
+    return result
 
 
 def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, out: Path | None = None,
@@ -323,28 +351,64 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
     lines = [
         f"# unetseg run: {run_dir.name}", "",
         f"- data: {data_desc} ({info['counts']['train']} train / {info['counts']['val']} validation / "
-        f"{info['counts']['test']} test chips)",
+        f"{info['counts']['test']} test {'files, cut into chips' if r.get('chips') == 'grid' else 'chips'})",
         f"- model: {r['model']['name']} (base width {r['model']['base_width']}, {info.get('parameters', 0):,} parameters)",
         f"- recipe: {r['name']}: {r['loss']}, {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
         f"{info.get('epochs_run')} of {r['epochs']} epochs, {r['image_size']} px",
         f"- machine: {info['runtime']}",
         f"- training time: {minutes:.1f} min", f"- command: `{command}`", "",
-        f"| metric (test, {r['image_size']} px, threshold 0.5) | seed (Keras, 128 px) | this run |", "|---|---|---|",
-        f"| mean IoU (water + background) | {SEED_MEAN_IOU:.3f} | **{metrics['mean_iou']:.4f}** |",
     ]
+    if list(metrics["per_class_iou"]) == ["background", "water"]:
+        lines += water_table(metrics, r["image_size"])
+    else:
+        lines += class_table(metrics)
+    lines += ["", "![training curves](curves.png)", "", "![test chips: image | true | predicted](test_predictions.png)",
+              ""] + (["![per-image IoU](per_image_iou.png)", ""] if (run_dir / "per_image_iou.png").exists() else [])
+    lines += [f"![{p.stem}: slice | truth | prediction]({p.name})\n" for p in sorted(run_dir.glob("slice_*.png"))]
+    if info.get("data_notes"):
+        lines += ["## Data notes", ""] + [f"- {m}" for m in info["data_notes"]] + [""]
+    path = RunFolder(run_dir).report_path
+    write_text_atomic(path, "\n".join(lines))
+    return path
+
+
+def water_table(metrics: dict, image_size: int) -> list[str]:
+    """The report's scores of a water model, beside the seed's."""
+    lines = [f"| metric (test, {image_size} px, threshold 0.5) | seed (Keras, 128 px) | this run |", "|---|---|---|",
+             f"| mean IoU (water + background) | {SEED_MEAN_IOU:.3f} | **{metrics['mean_iou']:.4f}** |"]
     for key in ("water_iou", "dice", "precision", "recall", "pixel_accuracy"):
         if key in metrics:
             lines.append(f"| {key.replace('_', ' ')} | - | {metrics[key]:.4f} |")
     if "per_image_water_iou" in metrics:
         q = metrics["per_image_water_iou"]["quantiles"]
         lines.append(f"| per-image water IoU, median (IQR) | - | {q['0.5']:.3f} ({q['0.25']:.3f}-{q['0.75']:.3f}) |")
-    lines += ["", "![training curves](curves.png)", "", "![test chips: image | true | predicted](test_predictions.png)",
-              "", "![per-image IoU](per_image_iou.png)", ""]
-    if info.get("data_notes"):
-        lines += ["## Data notes", ""] + [f"- {m}" for m in info["data_notes"]] + [""]
-    path = RunFolder(run_dir).report_path
-    write_text_atomic(path, "\n".join(lines))
-    return path
+    return lines
+
+
+# The U-Net paper's figures on the ISBI 2012 challenge's own (unpublished) test stack
+PAPER_ISBI = {"pixel_error": 0.0611, "rand_error": 0.0382, "warping_error": 0.000353}
+
+
+def class_table(metrics: dict) -> list[str]:
+    """The report's scores of any other model: IoU and Dice per class, on the test chips and on the whole test
+    files; the ISBI figures beside the U-Net paper's for membrane data."""
+    whole = metrics.get("whole_files") or {}
+    lines = ["| class | IoU (test chips) | Dice (test chips) |" + (" IoU (whole files) | Dice (whole files) |"
+                                                                 if whole else ""),
+             "|---|---|---|" + ("---|---|" if whole else "")]
+    for name, iou in metrics["per_class_iou"].items():
+        row = f"| {name} | {iou:.4f} | {metrics['per_class_dice'][name]:.4f} |"
+        if whole:
+            row += f" {whole['per_class_iou'][name]:.4f} | {whole['per_class_dice'][name]:.4f} |"
+        lines.append(row)
+    if "rand_error" in whole:
+        lines += ["", f"| ISBI figure (mean of {whole['files']} whole test slices) | U-Net paper (challenge test "
+                      "stack: other slices) | this run |", "|---|---|---|",
+                  f"| pixel error | {PAPER_ISBI['pixel_error']} | **{whole['pixel_error']:.4f}** |",
+                  f"| Rand error (foreground-restricted) | {PAPER_ISBI['rand_error']} | **{whole['rand_error']:.4f}** |",
+                  f"| variation of information, split / merge (bits) | - | {whole['vi_split']:.3f} / "
+                  f"{whole['vi_merge']:.3f} |"]
+    return lines
 
 
 def reproduce(data: Path, out: Path, recipe: Recipe, rt: Runtime, command: str, data_desc: str,
@@ -356,8 +420,12 @@ def reproduce(data: Path, out: Path, recipe: Recipe, rt: Runtime, command: str, 
     run_train(data, out, recipe, rt, skip_bad, overwrite, progress, log, world=world, gsd=gsd, scenes=scenes)
     if not world.main:
         return None
+    from .evaluation import summary_lines
+
     metrics = run_evaluate(out, rt, progress=progress)
     write_report(out, metrics, data_desc, command)
-    log(f"test mean IoU {metrics['mean_iou']:.4f} (seed {SEED_MEAN_IOU}); water IoU {metrics.get('water_iou', 0):.4f}; "
-        f"{(time.perf_counter() - t0) / 60:.1f} min; report: {out / 'report.md'}")
+    for line in summary_lines(metrics):
+        log(line)
+    log(f"{(time.perf_counter() - t0) / 60:.1f} min in all (the seed's test mean IoU: {SEED_MEAN_IOU}); report: "
+        f"{out / 'report.md'}")
     return metrics

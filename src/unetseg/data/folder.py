@@ -1,4 +1,5 @@
-"""Folders of images and masks (Kaggle layout: Images/ and Masks/, matched by file stem)."""
+"""Folders of images and masks, matched by file stem: the Kaggle layout (Images/ and Masks/), or an image folder
+with one folder of binary masks per class (the EPFL layout), optionally in sub-folders that are fixed parts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 from .files import HIGH_DEPTH_MODES, image_shape, load_npy, natural_key, open_image, resize_nearest
-from .spec import DatasetSpec, mask_to_classes
+from .spec import DatasetSpec, load_spec, mask_to_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 
@@ -18,7 +19,11 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 class Pair:
     stem: str
     image: Path
-    mask: Path
+    mask: Path | tuple[Path, ...]  # class-folders layout: one binary mask per class, in the classes' order
+
+    @property
+    def mask_files(self) -> tuple[Path, ...]:
+        return self.mask if isinstance(self.mask, tuple) else (self.mask,)
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Scan:
     pairs: list[Pair]
     images_only: list[str] = field(default_factory=list)
     masks_only: list[str] = field(default_factory=list)
+    parts: dict[str, str] = field(default_factory=dict)  # stem -> train/val/test, for files in a fixed part
 
     def unpaired_message(self) -> str | None:
         parts = []
@@ -55,14 +61,43 @@ def _find_subdir(root: Path, name: str) -> Path:
     raise DataError(f"{root}: no {name}/ folder (expected {root / name}, matched to Masks/ by file name)")
 
 
-def scan_folder(root: str | Path) -> Scan:
-    """Pair Images/X.* with Masks/X.*; report (not raise on) files without a partner."""
+def scan_folder(root: str | Path, spec: DatasetSpec | None = None) -> Scan:
+    """Pair Images/X.* with Masks/X.* (or each class folder's X.*) in the root or in each fixed part's folder;
+    report (not raise on) images or masks without a partner. A class folder without one of the images is an
+    error: a missing class mask cannot be told from a class that is absent."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"{root}: data folder does not exist")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
-    images = _listing(_find_subdir(root, "Images"))
+    spec = spec or load_spec(root)
+    if not spec.parts:
+        scan = _scan_one(root, spec)
+    else:
+        scan = Scan([])
+        seen: dict[str, str] = {}
+        for part, sub in spec.parts:
+            if not (root / sub).is_dir():
+                raise DataError(f"{root / sub}: the {part} part's folder does not exist")
+            one = _scan_one(root / sub, spec)
+            for p in one.pairs:
+                if p.stem in seen:
+                    raise DataError(f"{p.image}: the file name {p.stem!r} is also in {seen[p.stem]}; rename one")
+                seen[p.stem] = sub
+                scan.parts[p.stem] = part
+            scan.pairs += one.pairs
+            scan.images_only += one.images_only
+            scan.masks_only += one.masks_only
+    for part, stems in spec.split:
+        for stem in stems:
+            scan.parts[stem] = part
+    return scan
+
+
+def _scan_one(root: Path, spec: DatasetSpec) -> Scan:
+    if spec.folders:
+        return _scan_class_folders(root, spec)
+    images = _listing(_find_subdir(root, spec.images or "Images"))
     masks = _listing(_find_subdir(root, "Masks"))
     stems = sorted(images.keys() & masks.keys(), key=natural_key)
     scan = Scan(
@@ -76,6 +111,34 @@ def scan_folder(root: str | Path) -> Scan:
             f"extensions {', '.join(sorted(IMAGE_EXTS))})"
         )
     return scan
+
+
+def _scan_class_folders(root: Path, spec: DatasetSpec) -> Scan:
+    image_dir = root / spec.images if spec.images else next(
+        (root / n for n in ("Images", "images", "slices") if (root / n).is_dir()), root / "slices")
+    if not image_dir.is_dir():
+        raise DataError(f"{root}: no image folder {image_dir.name}/ (the class-folders layout: an image folder "
+                        "and one folder of masks per class)")
+    images = _listing(image_dir)
+    if not images:
+        raise DataError(f"{image_dir}: no images (extensions {', '.join(sorted(IMAGE_EXTS))})")
+    masks = []
+    for c in spec.classes:
+        folder = root / str(c.folder)
+        if not folder.is_dir():
+            raise DataError(f"{folder}: the mask folder of class {c.name!r} does not exist")
+        listing = _listing(folder)
+        missing = sorted(images.keys() - listing.keys(), key=natural_key)
+        if missing:
+            raise DataError(f"{folder / images[missing[0]].name}: no mask of class {c.name!r} for the image "
+                            f"{images[missing[0]].name}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                                            else ""))
+        extra = sorted(listing.keys() - images.keys(), key=natural_key)
+        if extra:
+            raise DataError(f"{listing[extra[0]]}: a mask of class {c.name!r} without an image in {image_dir}")
+        masks.append(listing)
+    stems = sorted(images, key=natural_key)
+    return Scan(pairs=[Pair(s, images[s], tuple(m[s] for m in masks)) for s in stems])
 
 
 def read_image(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray, str | None]:
@@ -99,9 +162,12 @@ def read_image(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray,
     return pixels, (f"{path.name}: {conversions[0]}" if conversions else None)
 
 
-def read_mask(path: Path, spec: DatasetSpec | None = None) -> np.ndarray:
-    """Class indices (H, W) uint8: water (1) where grey > threshold by default, else per dataset.yaml."""
+def read_mask(path: Path | tuple[Path, ...], spec: DatasetSpec | None = None) -> np.ndarray:
+    """Class indices (H, W) uint8: water (1) where grey > threshold by default, else per dataset.yaml; for the
+    class-folders layout (a tuple of one mask per class) a bit set per pixel or exclusive classes."""
     spec = spec or DatasetSpec()
+    if isinstance(path, tuple):
+        return class_folder_mask(path, spec)
     if path.suffix.lower() == ".npy":
         raw = load_npy(path)
     else:
@@ -117,15 +183,51 @@ def read_mask(path: Path, spec: DatasetSpec | None = None) -> np.ndarray:
     return mask_to_classes(raw, spec, path)
 
 
+def _grey_mask(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        a = load_npy(path)
+        return a if a.ndim == 2 else a[..., 0]
+    img = open_image(path)
+    return np.asarray(img if img.mode in HIGH_DEPTH_MODES else img.convert("L"))
+
+
+def class_folder_mask(paths: tuple[Path, ...], spec: DatasetSpec) -> np.ndarray:
+    """One binary mask per class (above the threshold; anti-aliased edges are common) -> (H, W) uint8:
+    multi-label: bit k set where class k is; priority: 0 background, else the first class of the priority
+    order present (class i + 1 = priority[i]); one class: 0/1."""
+    hits = []
+    for path in paths:
+        hit = _grey_mask(path) > spec.threshold
+        if hits and hit.shape != hits[0].shape:
+            raise DataError(f"{path}: mask is {hit.shape[1]}x{hit.shape[0]} px but the mask of class "
+                            f"{spec.classes[0].name!r} ({paths[0].name}) is {hits[0].shape[1]}x{hits[0].shape[0]} px")
+        hits.append(hit)
+    if len(hits) == 1:
+        return hits[0].astype(np.uint8)
+    if spec.multilabel:
+        out = np.zeros(hits[0].shape, np.uint8)
+        for k, hit in enumerate(hits):
+            out |= hit.astype(np.uint8) << k
+        return out
+    names = [c.name for c in spec.classes]
+    out = np.zeros(hits[0].shape, np.uint8)
+    for i, name in reversed(list(enumerate(spec.priority_order))):  # the first in the order is written last
+        out[hits[names.index(name)]] = i + 1
+    return out
+
+
 def decode_pair(pair: Pair, size: int, spec: DatasetSpec | None = None) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Read, check and resize one pair: (image (S, S, C) uint8, class mask (S, S) uint8, note)."""
+    """Read, check and resize one pair: (image (S, S, C) uint8, class mask (S, S) uint8, note); size 0 keeps the
+    image's own size."""
     image, note = read_image(pair.image, spec)
     mask = read_mask(pair.mask, spec)
     if image.shape[:2] != mask.shape:
         raise DataError(
-            f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} px but its image "
+            f"{pair.mask_files[0]}: mask is {mask.shape[1]}x{mask.shape[0]} px but its image "
             f"{pair.image.name} is {image.shape[1]}x{image.shape[0]} px"
         )
+    if not size:
+        return image, mask, note
     return resize_nearest(image, size), resize_nearest(mask, size), note
 
 

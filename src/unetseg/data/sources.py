@@ -162,9 +162,10 @@ class ArraySource(Source):
 
 
 class ImageSource(ArraySource):
-    """A JPG or PNG decoded whole with Pillow. Colour images as RGB; transparent pixels are no-data (an alpha
-    channel at 0, and a PNG's transparent palette entries or colour key, tRNS); 16-bit and float images as
-    grey values through the value range, like a raster of that type."""
+    """A JPG or PNG decoded whole with Pillow. Colour images as RGB, or as grey for a one-channel model (colour
+    images converted, and said so); transparent pixels are no-data (an alpha channel at 0, and a PNG's
+    transparent palette entries or colour key, tRNS); 16-bit and float images as grey values through the value
+    range, like a raster of that type."""
 
     def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto"):
         img = open_image(path)
@@ -172,6 +173,12 @@ class ImageSource(ArraySource):
         if img.mode in HIGH_DEPTH_MODES:
             array, valid = np.asarray(img), None
             notes.append(f"{img.mode} image read as grey values, mapped to 8-bit by the value range")
+        elif channels == 1:
+            if img.mode not in ("L", "LA", "1") and not (img.mode == "P" and _grey_palette(img)):
+                notes.append(f"{img.mode} converted to grey (the model reads one channel)")
+            transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+            valid = np.asarray(img.convert("RGBA"))[..., 3] > 0 if transparent else None
+            array = np.asarray(img if img.mode == "L" else img.convert("L"))[..., None]
         else:
             if channels != 3:
                 raise DataError(f"{path}: a {img.mode} image has RGB colours but the model needs {channels} "
@@ -186,6 +193,12 @@ class ImageSource(ArraySource):
                 array, valid = np.asarray(img if img.mode == "RGB" else img.convert("RGB")), None
         super().__init__(array, channels, value_range, path, valid)
         self.notes += notes
+
+
+def _grey_palette(img) -> bool:
+    """A palette image whose colours are all greys (reading it as grey loses nothing)."""
+    pal = np.asarray(img.getpalette() or [], np.int16).reshape(-1, 3)
+    return bool(pal.size) and bool((pal.max(axis=1) == pal.min(axis=1)).all())
 
 
 DEFAULT_MAX_RASTER_PIXELS = 40_000_000_000  # 200,000 px square: 330 Sentinel-2 tiles; streamed, so memory is not it

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.files import resize_to
+from ..head import Head
 from ..inference import predict_probs, to_input
 from ..ood import image_features
 from ..runtime import Runtime
@@ -128,16 +129,18 @@ class Segmenter:
     """A trained model and the tiling settings; `run` streams one source through it."""
 
     def __init__(self, model: nn.Module, rt: Runtime, num_classes: int, tile: int = 256, overlap: int = 32,
-                 batch_size: int = 8, blend: str = "cosine", tta: str = "none"):
+                 batch_size: int = 8, blend: str = "cosine", tta: str = "none", head: Head | None = None):
         self.model, self.rt = model.eval(), rt
         self.channels = num_classes  # probability planes: the model's outputs (1 for a water model)
+        self.head = head or Head(num_classes)
         self.tile, self.overlap, self.batch_size, self.blend, self.tta = tile, overlap, batch_size, blend, tta
         self.batch_pixels = batch_size * tile * tile  # smaller model tiles (small images) batch as many pixels
 
     @torch.inference_mode()
     def forward(self, pixels: np.ndarray) -> torch.Tensor:
         """(B, h, w, C) uint8 model-size tiles -> (B, planes, h, w) float32 probabilities."""
-        return predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta).float().cpu()
+        return predict_probs(self.model, to_input(pixels, self.rt.device), self.rt, self.tta,
+                             self.head).float().cpu()
 
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
         """Every row of the source goes to the sink, top to bottom (run_many with one job)."""

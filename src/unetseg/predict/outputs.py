@@ -17,9 +17,9 @@ NODATA = 255  # class and probability value of no-data pixels in every raster ou
 WATER_RGB = np.array([30, 110, 255], np.float32)
 
 
-def class_map(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """(K, n, W) probabilities -> (n, W) uint8 classes (head.Head.classes)."""
-    return Head(probs.shape[0]).classes(probs, threshold)
+def class_map(probs: np.ndarray, threshold: float, head: Head | None = None) -> np.ndarray:
+    """(K, n, W) probabilities -> (n, W) uint8 classes (head.Head.classes; multi-label: bit sets)."""
+    return (head or Head(probs.shape[0])).classes(probs, threshold)
 
 
 def confidence(probs: np.ndarray) -> np.ndarray:
@@ -32,17 +32,24 @@ class Counts:
     """Pixels per class among the valid ones, accumulated band by band."""
 
     num_classes: int
+    multilabel: bool = False  # classes are bit sets: a pixel counts for every class it has
     per_class: np.ndarray = field(init=False)
     nodata: int = 0
     entropy_bits: float = 0.0  # summed binary entropy of the water probability over the valid pixels
 
     def __post_init__(self):
-        self.per_class = np.zeros(Head(self.num_classes).num_classes, np.int64)
+        self.per_class = np.zeros(self.num_classes if self.multilabel else Head(self.num_classes).num_classes,
+                                  np.int64)
+        self.valid_pixels = 0
+        self.labelled = 0  # multi-label: valid pixels with at least one class
 
     def add(self, classes: np.ndarray, valid: np.ndarray, probs: np.ndarray | None = None) -> None:
         all_valid = bool(valid.all())
+        self.valid_pixels += int(valid.size if all_valid else np.count_nonzero(valid))
+        if self.multilabel:
+            self.labelled += int(np.count_nonzero((classes != 0) if all_valid else (classes != 0) & valid))
         for k in range(len(self.per_class)):
-            hit = classes == k
+            hit = (classes >> k) & 1 == 1 if self.multilabel else classes == k
             self.per_class[k] += np.count_nonzero(hit if all_valid else hit & valid)
         self.nodata += int(valid.size - np.count_nonzero(valid))
         if probs is not None and probs.shape[0] == 1:
@@ -52,7 +59,7 @@ class Counts:
 
     @property
     def valid(self) -> int:
-        return int(self.per_class.sum())
+        return self.valid_pixels
 
 
 class GeoTiffWriter:
@@ -130,9 +137,10 @@ class ArrayCollector:
             self.probs[:, y0:y0 + n] = probs
 
 
-def mask_png(classes: np.ndarray, valid: np.ndarray, num_classes: int) -> Image.Image:
-    """Binary: water 255, land 0. Multi-class: class index spread over 0..254. No-data: 0 (see the overlay)."""
-    step = 255 if num_classes <= 2 else 254 // (num_classes - 1)
+def mask_png(classes: np.ndarray, valid: np.ndarray, num_classes: int, multilabel: bool = False) -> Image.Image:
+    """Binary: water 255, land 0. Multi-class: class index spread over 0..254. Multi-label: the bit set itself
+    (bit k = class k: value 5 is classes 0 and 2). No-data: 0 (see the overlay)."""
+    step = 1 if multilabel else 255 if num_classes <= 2 else 254 // (num_classes - 1)
     return Image.fromarray(np.where(valid, classes * step, 0).astype(np.uint8), "L")
 
 

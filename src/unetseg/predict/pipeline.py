@@ -96,9 +96,10 @@ class Segmented:
     water: np.ndarray
     row: dict
     num_classes: int
+    multilabel: bool = False
 
     def mask_png(self):
-        return mask_png(self.keep.classes, self.keep.valid, self.num_classes)
+        return mask_png(self.keep.classes, self.keep.valid, self.num_classes, self.multilabel)
 
     def overlay_png(self, image: np.ndarray):
         rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
@@ -174,7 +175,7 @@ class Predictor:
     def _segmenter(self, model, cfg: PredictConfig) -> Segmenter:
         """The loaded model with the tiling, batching, blending and test-time settings of `cfg`."""
         return Segmenter(model, self.rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
-                         cfg.blend, cfg.tta)
+                         cfg.blend, cfg.tta, self.head)
 
     def _index(self, method: str) -> None:
         """No model: a water index thresholded by Otsu's method, at the input's own resolution."""
@@ -303,10 +304,20 @@ class Predictor:
             for name, img in images.items():
                 save_image(img, stack.enter_context(atomic_path(paths[name])))
 
+    @property
+    def counted(self) -> str:
+        """What the summary's water figures count: water, or another model's class 1 (or any class, multi-label)."""
+        return "labelled" if self.head.multilabel else self.class_names[self.water]
+
+    def is_water(self, classes: np.ndarray) -> np.ndarray:
+        """The pixels of the water class (the class named water, else class 1; multi-label: any class), which
+        the overlay tints, the polygons outline and the areas sum."""
+        return classes != 0 if self.head.multilabel else classes == self.water
+
     def _finish(self, file: Path, stats: Stats, counts: Counts) -> dict:
         if counts.valid == 0:
             raise DataError(f"{file}: every pixel is no-data; nothing to segment (no outputs written)")
-        water = int(counts.per_class[self.water])
+        water = counts.labelled if self.head.multilabel else int(counts.per_class[self.water])
         return {"tiles": stats.tiles, "seconds": round(stats.seconds, 2),
                 "tiles_per_s": round(stats.tiles / max(stats.seconds, 1e-9), 2), "valid_pixels": counts.valid,
                 "nodata_pixels": counts.nodata, "water_pixels": water,
@@ -347,11 +358,11 @@ class Predictor:
         `threshold`, default the settings'; every probability plane; the summary figures), or the DataError
         that stopped it."""
         keep = ArrayCollector(source.height, source.width, self.head.outputs)
-        counts = Counts(self.model_cfg.num_classes)
+        counts = Counts(self.model_cfg.num_classes, self.head.multilabel)
         threshold = self.cfg.threshold if threshold is None else threshold
 
         def sink(y0, probs, valid):
-            classes = class_map(probs, threshold)
+            classes = class_map(probs, threshold, self.head)
             counts.add(classes, valid, probs)
             keep.write(y0, classes, probs, valid)
 
@@ -362,10 +373,10 @@ class Predictor:
             except DataError as e:
                 done(e)
                 return
-            water = (keep.classes == self.water) & keep.valid
+            water = self.is_water(keep.classes) & keep.valid
             row.update({"water_area": round(ground.area(0, water), 2), "area_unit": ground.unit}
                        if ground.unit == "m2" else {"water_area": "", "area_unit": ""})
-            done(Segmented(keep, water, row, self.model_cfg.num_classes))
+            done(Segmented(keep, water, row, self.model_cfg.num_classes, self.head.multilabel))
 
         return Job(source, scale, sink, finish)
 
@@ -384,7 +395,7 @@ class Predictor:
     def _raster(self, source: RasterSource, scale: tuple[float, float], paths: dict[str, Path],
                 ground: PixelAreas) -> dict:
         cfg = self.cfg
-        counts = Counts(self.model_cfg.num_classes)
+        counts = Counts(self.model_cfg.num_classes, self.head.multilabel)
         totals = {"area": 0.0, "polygons": 0}
         with ExitStack() as stack:
             tmp_mask = stack.enter_context(atomic_path(paths["mask"]))
@@ -417,10 +428,10 @@ class Predictor:
                 vectors.add(geoms[keep], measured.areas[keep])
 
             def sink(y0, probs, valid):
-                classes = class_map(probs, cfg.threshold)
+                classes = class_map(probs, cfg.threshold, self.head)
                 counts.add(classes, valid, probs)
                 writer.write(y0, classes, probs, valid)
-                water = (classes == self.water) & valid
+                water = self.is_water(classes) & valid
                 totals["area"] += ground.area(y0, water)
                 if polygons is not None:
                     take(polygons.add(y0, water))
@@ -475,8 +486,8 @@ def wgs84_crs():
     return CRS.from_epsg(4326)
 
 
-def describe(row: dict) -> str:
-    """One line per input for the terminal."""
+def describe(row: dict, counted: str = "water") -> str:
+    """One line per input for the terminal; `counted`: the name of the class the row counts (water)."""
     if row.get("error"):
         return f"{Path(row['input']).name}: FAILED: {row['error']}"
     area = ""
@@ -486,7 +497,7 @@ def describe(row: dict) -> str:
         if row.get("polygons") != "":
             area += f" in {row['polygons']:,} polygons"
     return (f"{Path(row['input']).name}: {row['width']}x{row['height']} px, {row['tiles']} tiles in {row['seconds']:.1f} s "
-            f"({row['tiles_per_s']:.1f} tiles/s); water {100 * row['water_fraction']:.2f}%{area}")
+            f"({row['tiles_per_s']:.1f} tiles/s); {counted} {100 * row['water_fraction']:.2f}%{area}")
 
 
 def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictConfig, rt: Runtime,
@@ -521,7 +532,7 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
         def take(row: dict) -> None:
             rows.append(row)
             if progress and not row.get("error"):
-                log(describe(row))
+                log(describe(row, predictor.counted))
 
         predictor.many(shard(files, world.rank, world.size), out, take)
     if world.size > 1:
