@@ -119,7 +119,7 @@ GsdOpt = typer.Option(None, "--gsd", help="Metres on the ground per pixel of the
 @app.command()
 @friendly
 def train(
-    data: Path = typer.Option(None, "--data", "-d", help="Folder with Images/ and Masks/ (default: $UNETSEG_DATA)."),
+    data: Path = typer.Option(None, "--data", "-d", help="Folder with Images/ and Masks/, or an image folder and a mask folder per class (docs/em.md); default: $UNETSEG_DATA."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last finished "
                                           "epoch (or where Ctrl-C stopped it), with its own data and recipe."),
@@ -239,7 +239,7 @@ def evaluate(
 @friendly
 def reproduce(
     data: Path = typer.Option(None, "--data", "-d",
-                              help="Folder with Images/ and Masks/. Default: $UNETSEG_DATA or ../shared/data/"
+                              help="Folder with Images/ and Masks/ (or class folders: docs/em.md). Default: $UNETSEG_DATA or ../shared/data/"
                                    "water-bodies if it exists, else synthetic scenes made in OUT/synthetic-data."),
     out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run folder to create."),
     recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
@@ -253,6 +253,8 @@ def reproduce(
     Examples:
       unetseg reproduce --recipe seed --data ../shared/data/water-bodies --out runs/seed   (about 2 h on 2 cores)
       unetseg reproduce --recipe quick                                                    (a few minutes)
+      unetseg reproduce --recipe isbi2012 --data ../shared/data/isbi2012-em --out runs/isbi2012   (EM membranes)
+      unetseg reproduce --recipe epfl-em --data ../shared/data/epfl-em --out runs/epfl-em   (six structures)
     """
     from .workflow import reproduce as run, resolve_data
 
@@ -638,7 +640,7 @@ def runs_(
 @app.command("augment-preview")
 @friendly
 def augment_preview(
-    data: Path = typer.Option(None, "--data", "-d", help="Folder with Images/ and Masks/ (default: $UNETSEG_DATA)."),
+    data: Path = typer.Option(None, "--data", "-d", help="Folder with Images/ and Masks/, or an image folder and a mask folder per class (docs/em.md); default: $UNETSEG_DATA."),
     out: Path = typer.Option(Path("augment-preview.png"), "--out", "-o", help="PNG to write."),
     recipe: str = typer.Option("improved", "--recipe", "-r", help="Recipe whose augmentation is shown."),
     n: int = typer.Option(4, "--n", help="Chips (rows)."),

@@ -149,11 +149,11 @@ def probability_png(prob: np.ndarray, valid: np.ndarray) -> Image.Image:
 
 
 def overlay_png(rgb: np.ndarray, water: np.ndarray, valid: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """The image with water tinted blue and no-data greyed out."""
-    image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8), "RGB")  # Pillow's blends: 5x numpy's speed
-    tinted = Image.blend(image, Image.new("RGB", image.size, tuple(int(v) for v in WATER_RGB)), alpha)
-    image = Image.composite(tinted, image, Image.fromarray((water & valid).view(np.uint8) * 255, "L"))
+    """The image with water tinted blue and no-data greyed out (each pasted as a colour through a mask of
+    `alpha`: one Pillow pass each, no full-image blends)."""
+    image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8), "RGB")
+    level = round(alpha * 255)
+    image.paste(tuple(int(v) for v in WATER_RGB), mask=Image.fromarray((water & valid).view(np.uint8) * level, "L"))
     if not valid.all():
-        greyed = Image.blend(image, Image.new("RGB", image.size, (128, 128, 128)), 0.5)
-        image = Image.composite(greyed, image, Image.fromarray((~valid).view(np.uint8) * 255, "L"))
+        image.paste((128, 128, 128), mask=Image.fromarray((~valid).view(np.uint8) * 128, "L"))
     return image
