@@ -5,7 +5,9 @@ Each cell is measured in its own child process (TensorFlow and PyTorch each brin
 thread pools), one cell after the other: training img/s (one optimiser step on a fixed random batch of
 32 images of 128 x 128 x 3, BCE, Adam 1e-3; median of --steps after --warmup) and inference img/s
 (forward passes of the same batch), in float32 and in bfloat16 (Keras: the mixed_bfloat16 policy;
-unetseg: autocast bf16 + channels_last, its default where the CPU runs bf16 natively). It prints the CPU,
+unetseg: autocast bf16 + channels_last, its default where the CPU runs bf16 natively); inference twice for
+unetseg: eager (predict's default) and compiled (`--compile`: inductor with frozen weights; Keras'
+predict_on_batch is a compiled graph itself, so its one figure stands beside both). It prints the CPU,
 the threads and what each framework used, the machine's matmul peak (2048 and 4096 square, fp32 and
 bf16), and unetseg / Keras per cell. Goals: unetseg >= Keras in every cell, >= 1.2x in bf16 inference
 and fp32 training.
@@ -27,6 +29,7 @@ import sys
 import time
 
 BATCH, SIZE = 32, 128
+TASKS = ("train", "infer", "infer-compiled")  # infer-compiled: unetseg's --compile against Keras' same graph
 
 
 def keras_unet():
@@ -79,24 +82,29 @@ def cell_keras(precision: str, task: str, steps: int, warmup: int) -> dict:
 
 
 def cell_unetseg(precision: str, task: str, steps: int, warmup: int) -> dict:
+    """unetseg's own paths: select_runtime (which keeps freed memory for reuse: runtime.keep_freed_memory),
+    channels_last, bf16 autocast; `infer` is predict/evaluate's eager model, `infer-compiled` their --compile
+    (inductor with frozen weights; its one-off compile time is left out, as warm-up)."""
     import torch
 
     from unetseg.config import ModelConfig
     from unetseg.models import build_model
+    from unetseg.runtime import select_runtime
     from unetseg.throughput import InferStep, TrainStep
 
-    channels_last = precision == "bf16" or task == "infer"  # the default path: channels_last always
+    select_runtime(precision)
     if task == "train":
         step = TrainStep(precision, channels_last=True, batch=BATCH, size=SIZE)
         model = step.model
     else:
         model = build_model(ModelConfig())
-        step = InferStep(model, precision, channels_last=channels_last, batch=BATCH, size=SIZE)
+        step = InferStep(model, precision, channels_last=True, batch=BATCH, size=SIZE,
+                         engine="compiled" if task == "infer-compiled" else "torch")
     seconds = _time(step, steps, warmup)
     return {"img_s": BATCH / seconds, "parameters": sum(p.numel() for p in model.parameters()),
             "used": f"PyTorch {torch.__version__}, {precision}{' autocast' if precision == 'bf16' else ''}, "
                     f"channels_last, intra-op threads {torch.get_num_threads()}, oneDNN (mkldnn) "
-                    f"{'on' if torch.backends.mkldnn.is_available() else 'off'}"}
+                    f"{'on' if torch.backends.mkldnn.is_available() else 'off'}, freed memory kept for reuse"}
 
 
 def _onednn_on() -> bool:
@@ -163,21 +171,24 @@ def main() -> None:
     frameworks = ["keras", "unetseg"] if have_keras else ["unetseg"]
     results: dict = {}
     used: dict = {}
-    for task in ("train", "infer"):
+    for task in TASKS:
         for precision in ("fp32", "bf16"):
             for fw in frameworks:
+                if task == "infer-compiled" and fw == "keras":  # Keras' predict_on_batch is one graph already
+                    results[(fw, task, precision)] = results[(fw, "infer", precision)]
+                    continue
                 r = child(fw, precision, task, args.steps, args.warmup)
                 results[(fw, task, precision)] = r
                 used.setdefault(f"{fw} {precision}", r.get("used") or r.get("error"))
     for k, v in used.items():
         print(f"{k}: {v}")
-    print(f"\n{'cell':<14} " + " ".join(f"{fw + ' img/s':>14}" for fw in frameworks)
+    print(f"\n{'cell':<20} " + " ".join(f"{fw + ' img/s':>14}" for fw in frameworks)
           + (f" {'unetseg/keras':>14}" if have_keras else ""))
     table = []
-    for task in ("train", "infer"):
+    for task in TASKS:
         for precision in ("fp32", "bf16"):
             vals = [results[(fw, task, precision)].get("img_s") for fw in frameworks]
-            line = f"{task + ' ' + precision:<14} " + " ".join(f"{v:14.2f}" if v else f"{'error':>14}" for v in vals)
+            line = f"{task + ' ' + precision:<20} " + " ".join(f"{v:14.2f}" if v else f"{'error':>14}" for v in vals)
             ratio = vals[1] / vals[0] if have_keras and all(vals) else None
             if ratio:
                 line += f" {ratio:13.2f}x"

@@ -83,10 +83,10 @@ NprocOpt = typer.Option(1, "--nproc", help="Processes to train with (Distributed
                         "torchrun directly (see README).")
 
 
-def _runtime(precision: str, device: str):
+def _runtime(precision: str, device: str, reuse_memory: bool = True):
     from .runtime import select_runtime
 
-    return select_runtime(precision, device)
+    return select_runtime(precision, device, reuse_memory)
 
 
 RecipeOpt = typer.Option("seed", "--recipe", "-r", help=f"Training recipe: {', '.join(RECIPES)} (see README).")
@@ -423,7 +423,7 @@ def serve(
         raise ValueError(f"--log-format {log_format!r}: choose text or json")
     if token is not None and not token.strip():
         raise ValueError("--token: empty (give a secret, or leave --token and UNETSEG_TOKEN out)")
-    app_ = create_app(run, _runtime(precision, device), PredictConfig(checkpoint=checkpoint),
+    app_ = create_app(run, _runtime(precision, device, reuse_memory=False), PredictConfig(checkpoint=checkpoint),
                       Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_queue), log=lambda m: typer.echo(m),
                       access=Access(token, cors_origin, log_format))
     if host not in ("127.0.0.1", "localhost", "::1") and not token:

@@ -13,12 +13,14 @@ from .errors import first_line
 
 
 class CompiledModel(nn.Module):
-    """`model` through torch.compile (static shapes); falls back to `model` itself if compiling fails."""
+    """`model` through torch.compile (static shapes; inductor with freezing: the weights become constants, pre-packed
+    for oneDNN and fused with their ReLU, for inference only); falls back to `model` itself if compiling fails."""
 
     def __init__(self, model: nn.Module, log: Callable[[str], None] = print, backend: str | Callable = "inductor"):
         super().__init__()
         self.eager = model
-        self.compiled = torch.compile(model, backend=backend, dynamic=False)
+        options = {"freezing": True} if backend == "inductor" else None
+        self.compiled = torch.compile(model, backend=backend, dynamic=False, options=options)
         self.log = log
         self.shapes: set[tuple[int, ...]] = set()  # (C, H, W) compiled so far
         self.batch = 0  # the batch size compiled for; smaller batches are padded to it

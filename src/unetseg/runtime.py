@@ -49,8 +49,29 @@ class Runtime:
         return f"{self.device.type} ({where}), {self.precision}, channels_last"
 
 
-def select_runtime(precision: str = "auto", device: str = "auto") -> Runtime:
-    """`auto`: CUDA with bf16 (or fp16) AMP when a GPU is present; else bf16 if native on this CPU, else fp32."""
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc keep freed memory for reuse instead of handing it back to the kernel (no mmap for
+    large blocks, no trimming of the heap). Every activation of a batch is a fresh tensor of tens of MB; with
+    the defaults each is a new mmap whose pages the kernel zeroes on first touch inside the convolution:
+    measured on a 2-core Xeon with AMX (seed U-Net, batch 32, 128 px), training +18% img/s in fp32 and bf16,
+    bf16 inference +20% eager and 2.7x frozen (bench/peers.py). The process keeps its high-water mark of
+    memory. True if set (glibc only; elsewhere nothing changes)."""
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
+def select_runtime(precision: str = "auto", device: str = "auto", reuse_memory: bool = True) -> Runtime:
+    """`auto`: CUDA with bf16 (or fp16) AMP when a GPU is present; else bf16 if native on this CPU, else fp32.
+    `reuse_memory` (batch jobs; not the long-running server): keep_freed_memory()."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     import re
@@ -69,4 +90,6 @@ def select_runtime(precision: str = "auto", device: str = "auto") -> Runtime:
             precision = "bf16" if cpu_bf16_native() else "fp32"
     if precision == "fp16" and dev.type == "cpu":
         raise ValueError("fp16 is for CUDA; on a CPU use --precision bf16 (if native) or fp32")
+    if reuse_memory and dev.type == "cpu":
+        keep_freed_memory()
     return Runtime(dev, precision)

@@ -76,8 +76,8 @@ class InferStep:
         self.x = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
         self.x = self.x.contiguous(memory_format=fmt)
         self.model = model.eval().to(memory_format=fmt)
-        if engine == "compiled":
-            self.model = torch.compile(self.model)
+        if engine == "compiled":  # as predict/evaluate --compile: inductor with frozen, pre-packed weights
+            self.model = torch.compile(self.model, dynamic=False, options={"freezing": True})
         self.dtype = {"bf16": torch.bfloat16}.get(precision)
         self.batch = batch
 
