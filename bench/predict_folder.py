@@ -73,7 +73,7 @@ def main() -> None:
     print(f"CPU: {cpu_model()}; runtime: {rt.describe()}; threads: {__import__('torch').get_num_threads()}")
     print(f"run: {args.run}; {len(pairs)} test chips (median {_median_side(pairs)} px), best of {args.repeat}")
     print(f"evaluate: {ev:7.1f} img/s (model over decoded chips at {info['recipe']['image_size']} px)")
-    print(f"predict:  {best:7.1f} img/s (files in, mask + overlay PNGs out, --scale fit)")
+    print(f"predict:  {best:7.1f} img/s (files in, mask PNG + overlay JPEG out, --scale fit)")
     print(f"ratio predict / evaluate: {best / ev:.2f} (goal >= 0.50)")
     if args.nproc > 1:
         times = {n: time_command(args.run, pairs, args.copies, n) for n in (1, args.nproc)}
