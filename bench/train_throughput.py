@@ -22,6 +22,10 @@ from unetseg.config import get_recipe
 from unetseg.runtime import cpu_model, select_runtime
 
 
+# training chips per epoch: the water-bodies split, or the EM recipes' grid chips of their training slices
+RECIPE_CHIPS = {"isbi2012": 198, "epfl-em": 460}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="timed steps of each variant (median is kept)")
@@ -57,15 +61,16 @@ def main() -> None:
     recipes = {}
     for name in args.recipe:
         recipe = get_recipe(name)
+        chips = RECIPE_CHIPS.get(name, 2290)
         steps = {p: TrainStep.for_recipe(recipe, p) for p in dict.fromkeys(["fp32", precision])}
         r_ips = interleaved_images_per_s(steps, rounds=args.rounds)
         recipes[name] = {}
         for p, v in r_ips.items():
-            minutes = recipe.epochs * 2290 / v / 60
+            minutes = recipe.epochs * chips / v / 60
             recipes[name][p] = {"images_per_s": v, "projected_train_minutes": minutes}
             print(f"recipe {name} ({recipe.model.name}, width {recipe.model.base_width}, batch {recipe.batch_size}, "
                   f"{recipe.image_size} px, augmentation {'on' if recipe.augment else 'off'}), {p}: {v:.1f} img/s "
-                  f"-> {recipe.epochs} epochs x 2290 chips in {minutes:.0f} min (+ validation)")
+                  f"-> {recipe.epochs} epochs x {chips} chips in {minutes:.0f} min (+ validation)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_model(), "precision": precision, "roofline_gflops": roof, "images_per_s": ips,
