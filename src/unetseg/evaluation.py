@@ -135,11 +135,12 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
 
 
 def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: str = "best", tta: str = "none",
-                   log: Callable[[str], None] = print, figures: int = 2) -> dict:
+                   figures: int = 2) -> dict:
     """Whole files (large slices) at their own resolution through predict's overlap-tile path, scored against
     their full masks: IoU and Dice per class (multi-label: each class against its absence), pixel error, and
     for membrane data (dataset task `membranes`, class 1 = cell interior) the ISBI figures of each slice
-    (metrics.membrane_scores), averaged over the slices. Writes slices.csv and slice_*.png figures."""
+    (metrics.membrane_scores), averaged over the slices. Writes slices.csv and slice_NAME.png figures (with the
+    checkpoint's and TTA's suffix when not the official best / no-TTA figures)."""
     import torch
 
     from .atomic import write_csv_atomic
@@ -157,6 +158,7 @@ def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: st
     size = recipe.image_size
     cfg = PredictConfig(scale=1.0, tile=size, overlap=size // 8, checkpoint=checkpoint, tta=tta, vectors="none")
     predictor = Predictor(run_dir, cfg, rt, progress=False, log=lambda m: None)
+    suffix = RunFolder(run_dir).evaluation_suffix(checkpoint, tta)
     pooled = accumulator(head)
     rows, t0 = [], time.perf_counter()
     for i, pair in enumerate(pairs):
@@ -177,7 +179,7 @@ def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: st
             title = f"{pair.stem}: mean IoU {row['mean_iou']:.3f}" + (
                 f", Rand error {row['rand_error']:.4f}, pixel error {row['pixel_error']:.4f}" if "rand_error" in row
                 else "")
-            plot_slice(image, truth, pred, spec.class_names, title, run_dir / f"slice_{pair.stem}.png",
+            plot_slice(image, truth, pred, spec.class_names, title, run_dir / f"slice_{pair.stem}{suffix}.png",
                        head.multilabel)
     total = pooled.scores(spec.class_names)
     result = {"files": len(rows), "tile": cfg.tile, "overlap": cfg.overlap, "tta": tta,
@@ -189,9 +191,7 @@ def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: st
         for key in ("rand_error", "vi_split", "vi_merge"):
             result[key] = round(float(np.mean([r[key] for r in rows])), 5)
         result["pixel_error"] = round(float(np.mean([r["pixel_error"] for r in rows])), 5)
-    write_csv_atomic(run_dir / "slices.csv", list(rows[0]), rows, lineterminator="\n")
-    log(f"whole files ({len(rows)}, {cfg.tile} px tiles): mean IoU {result['mean_iou']:.4f}, pixel error "
-        f"{result['pixel_error']:.4f}" + (f", Rand error {result['rand_error']:.4f}" if "rand_error" in result else ""))
+    write_csv_atomic(run_dir / f"slices{suffix}.csv", list(rows[0]), rows, lineterminator="\n")
     return result
 
 

@@ -364,7 +364,8 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
         lines += class_table(metrics)
     lines += ["", "![training curves](curves.png)", "", "![test chips: image | true | predicted](test_predictions.png)",
               ""] + (["![per-image IoU](per_image_iou.png)", ""] if (run_dir / "per_image_iou.png").exists() else [])
-    lines += [f"![{p.stem}: slice | truth | prediction]({p.name})\n" for p in sorted(run_dir.glob("slice_*.png"))]
+    lines += [f"![{p.stem}: slice | truth | prediction]({p.name})\n" for p in sorted(run_dir.glob("slice_*.png"))
+              if "-tta-" not in p.name and "-last" not in p.name]
     if info.get("data_notes"):
         lines += ["## Data notes", ""] + [f"- {m}" for m in info["data_notes"]] + [""]
     path = RunFolder(run_dir).report_path
