@@ -47,6 +47,13 @@ def test_batched_folder_masks_equal_evaluate_on_chips_at_the_training_size(tiny_
     assert 0 < sum(int(m.sum()) for m in expected) < expected.size  # some water, some land
     for n, e in zip(names, expected):
         assert np.array_equal(got[n], e * 255), n
+    # --no-overlay: the same masks, no overlays, and the summary lists the mask alone
+    r = unetseg("predict", tiny_run, folder, "--out", tmp_path / "bare", "--scale", "fit", "--no-overlay", "-q")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "bare").glob("*_overlay.jpg")) == []
+    assert all(np.array_equal(a, got[n]) for n, a in _masks(tmp_path / "bare", names).items())
+    rows = json.loads((tmp_path / "bare" / "predictions.json").read_text())["inputs"]
+    assert all(len(row["outputs"]) == 1 and row["outputs"][0].endswith("_mask.png") for row in rows)
 
 
 @pytest.mark.parametrize("scale", ["fit", "1"])  # fit: one tile each; 1: several tiles of several shapes

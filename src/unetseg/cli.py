@@ -301,7 +301,9 @@ def predict(
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
                                        "images, a second band (percent) in the mask GeoTIFF."),
     quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.jpg, the water over the "
-                                   "image, at most 2048 px a side (plain images always get one)."),
+                                   "image, at most 2048 px a side (plain images get one unless --no-overlay)."),
+    no_overlay: bool = typer.Option(False, "--no-overlay", help="Plain images: no NAME_overlay.jpg, the mask (and "
+                                    "probability) only: for folders of many images, about a fifth less time."),
     vectors: str = typer.Option("geojson", help="Water polygons for raster inputs: geojson, gpkg or none."),
     vector_crs: str = typer.Option("auto", "--vector-crs", help="CRS of the polygons: wgs84 (longitude/latitude), "
                                    "raster (the input's CRS), or auto: GeoJSON in wgs84 as RFC 7946 asks, "
@@ -353,7 +355,7 @@ def predict(
     cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=parse_scale(scale),
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
-                        quicklook=quicklook,
+                        quicklook=quicklook, overlay=not no_overlay,
                         vector_crs=vector_crs, min_area=min_area, simplify=simplify, checkpoint=checkpoint,
                         engine=engine, compile=compile, method=method, gsd=gsd)
     cfg.check()  # every option, and the device, before any file is looked at

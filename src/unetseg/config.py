@@ -252,6 +252,7 @@ class PredictConfig:
     value_range: str | tuple[float, float] = "auto"  # auto | percentile | (lo, hi)
     probabilities: bool = False  # a probability PNG / a second GeoTIFF band
     quicklook: bool = False  # rasters: also NAME_overlay.jpg, the water over the image, at most 2048 px a side
+    overlay: bool = True  # plain images: NAME_overlay.jpg beside the mask
     vectors: str = "geojson"  # geojson | gpkg | none (raster inputs only)
     vector_crs: str = "auto"  # auto (GeoJSON: WGS84 as RFC 7946 wants; GeoPackage: the raster's) | wgs84 | raster
     min_area: float = 0.0  # drop polygons smaller than this (square metres; pixels when there is no CRS)

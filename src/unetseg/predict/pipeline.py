@@ -82,8 +82,8 @@ def output_paths(file: Path, out: Path, cfg: PredictConfig) -> dict[str, Path]:
         names = {"mask": "_mask.tif", "vectors": f"_water{SUFFIXES[cfg.vectors]}" if cfg.vectors != "none" else "",
                  "overlay": "_overlay.jpg" if cfg.quicklook else ""}
     else:
-        names = {"mask": "_mask.png", "overlay": "_overlay.jpg", "probability": "_probability.png" if cfg.probabilities
-                 else ""}
+        names = {"mask": "_mask.png", "overlay": "_overlay.jpg" if cfg.overlay else "",
+                 "probability": "_probability.png" if cfg.probabilities else ""}
     return {kind: output_file(out, file.stem + suffix) for kind, suffix in names.items() if suffix}
 
 
@@ -297,7 +297,9 @@ class Predictor:
         give()
 
     def _write_pngs(self, source: Source, result: "Segmented", paths: dict[str, Path]) -> None:
-        images = {"mask": result.mask_png(), "overlay": result.overlay_png(source.pixels)}
+        images = {"mask": result.mask_png()}
+        if "overlay" in paths:
+            images["overlay"] = result.overlay_png(source.pixels)
         if "probability" in paths:
             images["probability"] = probability_png(result.keep.prob, result.keep.valid)
         with ExitStack() as stack:  # all or nothing: the renames happen together at the end
