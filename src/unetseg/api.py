@@ -25,7 +25,7 @@ class Model:
         from .runtime import select_runtime
 
         self.settings = PredictConfig(**settings)
-        self.runtime = select_runtime(precision, device)
+        self.runtime = select_runtime(precision, device, reuse_memory=False)  # may live in a server: glibc defaults
         self._predictor = Predictor(Path(run), self.settings, self.runtime, progress=False, log=lambda m: None)
 
     @property
