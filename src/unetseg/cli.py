@@ -303,7 +303,7 @@ def predict(
     quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.jpg, the water over the "
                                    "image, at most 2048 px a side (plain images get one unless --no-overlay)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Plain images: no NAME_overlay.jpg, the mask (and "
-                                    "probability) only: for folders of many images, about a fifth less time."),
+                                    "probability) only, for folders of many images where the pictures are not wanted."),
     vectors: str = typer.Option("geojson", help="Water polygons for raster inputs: geojson, gpkg or none."),
     vector_crs: str = typer.Option("auto", "--vector-crs", help="CRS of the polygons: wgs84 (longitude/latitude), "
                                    "raster (the input's CRS), or auto: GeoJSON in wgs84 as RFC 7946 asks, "
