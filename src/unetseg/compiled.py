@@ -12,15 +12,20 @@ from torch import nn
 from .errors import first_line
 
 
+def compile_for_inference(model: nn.Module, backend: str | Callable = "inductor") -> nn.Module:
+    """torch.compile with static shapes; with inductor, frozen weights (constants pre-packed for oneDNN and fused
+    with their ReLU): for inference only."""
+    options = {"freezing": True} if backend == "inductor" else None
+    return torch.compile(model, backend=backend, dynamic=False, options=options)
+
+
 class CompiledModel(nn.Module):
-    """`model` through torch.compile (static shapes; inductor with freezing: the weights become constants, pre-packed
-    for oneDNN and fused with their ReLU, for inference only); falls back to `model` itself if compiling fails."""
+    """`model` through compile_for_inference; falls back to `model` itself if compiling fails."""
 
     def __init__(self, model: nn.Module, log: Callable[[str], None] = print, backend: str | Callable = "inductor"):
         super().__init__()
         self.eager = model
-        options = {"freezing": True} if backend == "inductor" else None
-        self.compiled = torch.compile(model, backend=backend, dynamic=False, options=options)
+        self.compiled = compile_for_inference(model, backend)
         self.log = log
         self.shapes: set[tuple[int, ...]] = set()  # (C, H, W) compiled so far
         self.batch = 0  # the batch size compiled for; smaller batches are padded to it

@@ -89,23 +89,24 @@ def sample_indices(n: int, k: int = 6, seed: int = 0) -> np.ndarray:
 def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "best", batch_size: int = 32,
                  figure_samples: int = 6, class_names: list[str] | None = None, tta: str = "none",
                  compile: bool = False, log: Callable[[str], None] = print, input_stats: dict | None = None,
-                 head: Head | None = None) -> dict:
-    """Evaluate RUN/<checkpoint> on the test chips; write metrics.json (metrics-tta-MODE.json with TTA) and figures."""
+                 head: Head | None = None, extra: dict | None = None) -> dict:
+    """Evaluate RUN/<checkpoint> on the test chips; write metrics.json (metrics-tta-MODE.json with TTA), with
+    `extra` figures measured elsewhere (the whole files of grid-chip runs), and the figures."""
     weights = resolve_checkpoint(run_dir, checkpoint)
     model, info = load_checkpoint(weights, rt.device)
     model = maybe_compile(model, compile, log)
     scores, pred = evaluate_chips(model, test, rt, batch_size, class_names=class_names, tta=tta, head=head)
     result = {"checkpoint": weights.name, "epoch": info.get("epoch"), "test_images": len(test.stems),
               "image_size": int(test.images.shape[1]), "threshold": 0.5, "runtime": rt.describe(),
-              "seed_mean_iou": SEED_MEAN_IOU, **scores}
+              "seed_mean_iou": SEED_MEAN_IOU, **scores, **(extra or {})}
     folder = RunFolder(run_dir)
     suffix = folder.evaluation_suffix(checkpoint, tta)  # never overwrites the best checkpoint's plain figures
     idx = sample_indices(len(test.stems), figure_samples)
     names = [test.stems[i] for i in idx]
-    multilabel = bool(head and head.multilabel)
+    multilabel = bool(head and head.multilabel)  # one binary map per class: drawn as "any class", no confusion matrix
     num_classes = 2 if multilabel else len(scores["confusion_matrix"])
     notes = ["" for _ in idx]
-    if num_classes == 2 and not multilabel:
+    if not multilabel and num_classes == 2:
         ious = per_image_iou(pred, np.asarray(test.masks))
         result["per_image_water_iou"] = distribution(ious)
         unlike = np.full(len(ious), np.nan)
@@ -134,8 +135,8 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     return result
 
 
-def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: str = "best", tta: str = "none",
-                   figures: int = 2) -> dict:
+def evaluate_files(run_dir: Path, recipe, pairs: list, spec, rt: Runtime, checkpoint: str = "best",
+                   tta: str = "none", figures: int = 2) -> dict:
     """Whole files (large slices) at their own resolution through predict's overlap-tile path, scored against
     their full masks: IoU and Dice per class (multi-label: each class against its absence), pixel error, and
     for membrane data (dataset task `membranes`, class 1 = cell interior) the ISBI figures of each slice
@@ -144,7 +145,7 @@ def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: st
     import torch
 
     from .atomic import write_csv_atomic
-    from .config import PredictConfig, Recipe
+    from .config import PredictConfig
     from .data.folder import decode_pair
     from .data.sources import ArraySource
     from .figures import plot_slice
@@ -152,8 +153,6 @@ def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: st
     from .metrics import accumulator, membrane_scores
     from .predict.pipeline import Predictor
 
-    info = RunFolder(run_dir).info()
-    recipe = Recipe.from_dict(info["recipe"])
     head = head_of(recipe.model)
     size = recipe.image_size
     cfg = PredictConfig(scale=1.0, tile=size, overlap=size // 8, checkpoint=checkpoint, tta=tta, vectors="none")
@@ -185,12 +184,13 @@ def evaluate_files(run_dir: Path, pairs: list, spec, rt: Runtime, checkpoint: st
     result = {"files": len(rows), "tile": cfg.tile, "overlap": cfg.overlap, "tta": tta,
               "seconds": round(time.perf_counter() - t0, 1), "mean_iou": round(total["mean_iou"], 4),
               "per_class_iou": {k: round(v, 4) for k, v in total["per_class_iou"].items()},
-              "per_class_dice": {k: round(v, 4) for k, v in total["per_class_dice"].items()},
-              "pixel_error": round(1 - total["pixel_accuracy"], 5), "per_file": rows}
-    if spec.task == "membranes":
-        for key in ("rand_error", "vi_split", "vi_merge"):
+              "per_class_dice": {k: round(v, 4) for k, v in total["per_class_dice"].items()}}
+    if spec.task == "membranes":  # the ISBI figures are means over the slices, the pixel error too
+        for key in ("pixel_error", "rand_error", "vi_split", "vi_merge"):
             result[key] = round(float(np.mean([r[key] for r in rows])), 5)
-        result["pixel_error"] = round(float(np.mean([r["pixel_error"] for r in rows])), 5)
+    else:
+        result["pixel_error"] = round(1 - total["pixel_accuracy"], 5)
+    result["per_file"] = rows
     write_csv_atomic(run_dir / f"slices{suffix}.csv", list(rows[0]), rows, lineterminator="\n")
     return result
 

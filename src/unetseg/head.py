@@ -69,12 +69,16 @@ class Head:
         known = target != IGNORE
         every = bool(known.all())
         weight = None if every else known[:, None].float()
-        w = known.float() if pixel_weights is None else pixel_weights.float() * known
+        w = None  # per-pixel weights of the BCE / CE terms, where pixels differ
+        if pixel_weights is not None:
+            w = pixel_weights.float() * known
+        elif not every:
+            w = known.float()
         if self.sigmoid:
             t = torch.where(known, target, 0).long()
             t = ((t[:, None] >> torch.arange(self.outputs, device=t.device).view(1, -1, 1, 1)) & 1).float() \
                 if self.multilabel else t[:, None].float()
-            if every and pixel_weights is None:
+            if w is None:
                 loss = F.binary_cross_entropy_with_logits(logits, t)
             else:
                 per_pixel = F.binary_cross_entropy_with_logits(logits, t, reduction="none")

@@ -8,6 +8,7 @@ import time
 import torch
 
 from .augment import Augment
+from .compiled import compile_for_inference
 from .config import AugmentConfig
 from .config import ModelConfig, Recipe
 from .models import build_model
@@ -76,8 +77,8 @@ class InferStep:
         self.x = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
         self.x = self.x.contiguous(memory_format=fmt)
         self.model = model.eval().to(memory_format=fmt)
-        if engine == "compiled":  # as predict/evaluate --compile: inductor with frozen, pre-packed weights
-            self.model = torch.compile(self.model, dynamic=False, options={"freezing": True})
+        if engine == "compiled":  # as predict/evaluate --compile
+            self.model = compile_for_inference(self.model)
         self.dtype = {"bf16": torch.bfloat16}.get(precision)
         self.batch = batch
 

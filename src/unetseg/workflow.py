@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -149,7 +148,8 @@ def load_data(data: Path, recipe: Recipe, skip_bad: bool, split_file: Path | Non
                         f"{' (multi-label)' if spec.multilabel else ''}, but {trained[0]} was trained on "
                         f"{trained[1].in_channels} channel(s) and {max(2, trained[1].num_classes)} classes"
                         f"{' (multi-label)' if trained[1].multilabel else ''}")
-    missing = sorted(s for s in scan.parts if s not in {p.stem for p in scan.pairs})
+    scanned = {p.stem for p in scan.pairs}
+    missing = sorted(s for s in scan.parts if s not in scanned)
     if missing:
         raise DataError(f"{data}: the dataset description holds out {missing[0]!r}, which is not among its files")
     messages = [m for m in [scan.unpaired_message()] if m]
@@ -309,16 +309,15 @@ def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoin
                    split_file=RunFolder(run_dir).split_path, progress=progress, trained=(run_dir, recipe.model))
     if data is None:  # the run's own training data: what its input statistics describe
         info = ensure_input_stats(run_dir, info, rd)
-    result = evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
-                          compile=compile, input_stats=info.get("input_stats"), head=head_of(recipe.model))
+    extra = {}
     if recipe.chips == "grid":  # chips cut from larger files: score the whole files too, as predict sees them
         from .evaluation import evaluate_files
 
         test = set(rd.split["test"])
-        result["whole_files"] = evaluate_files(run_dir, [p for p in rd.pairs if p.stem in test], rd.spec, rt,
-                                               checkpoint, tta)
-        write_text_atomic(RunFolder(run_dir).metrics_path(checkpoint, tta), json.dumps(result, indent=1))
-    return result
+        extra["whole_files"] = evaluate_files(run_dir, recipe, [p for p in rd.pairs if p.stem in test], rd.spec,
+                                              rt, checkpoint, tta)
+    return evaluate_run(run_dir, rd.part("test"), rt, checkpoint, class_names=rd.spec.class_names, tta=tta,
+                        compile=compile, input_stats=info.get("input_stats"), head=head_of(recipe.model), extra=extra)
 
 
 def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, out: Path | None = None,

@@ -73,9 +73,12 @@ class Chips:
     weights: np.ndarray | None = None
 
     def subset(self, stems: list[str]) -> "Chips":
-        """The chips of these files (or chip names)."""
-        wanted = set(stems)
-        idx = np.array([i for i, s in enumerate(self.stems) if s in wanted or chip_group(s) in wanted], np.int64)
+        """The chips of these chip names or files (a file: all its grid chips), in the order asked for."""
+        index = {s: [i] for i, s in enumerate(self.stems)}
+        for i, s in enumerate(self.stems):
+            if s != chip_group(s):
+                index.setdefault(chip_group(s), []).append(i)
+        idx = np.array([i for s in stems for i in index.get(s, [])], np.int64)
         return Chips([self.stems[i] for i in idx], self.images[idx], self.masks[idx],
                      weights=None if self.weights is None else self.weights[idx])
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 from .files import HIGH_DEPTH_MODES, image_shape, load_npy, natural_key, open_image, resize_nearest
-from .spec import DatasetSpec, load_spec, mask_to_classes
+from .spec import IMAGE_FOLDERS, DatasetSpec, load_spec, mask_to_classes
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 
@@ -115,7 +115,7 @@ def _scan_one(root: Path, spec: DatasetSpec) -> Scan:
 
 def _scan_class_folders(root: Path, spec: DatasetSpec) -> Scan:
     image_dir = root / spec.images if spec.images else next(
-        (root / n for n in ("Images", "images", "slices") if (root / n).is_dir()), root / "slices")
+        (root / n for n in IMAGE_FOLDERS if (root / n).is_dir()), root / "slices")
     if not image_dir.is_dir():
         raise DataError(f"{root}: no image folder {image_dir.name}/ (the class-folders layout: an image folder "
                         "and one folder of masks per class)")
@@ -183,21 +183,14 @@ def read_mask(path: Path | tuple[Path, ...], spec: DatasetSpec | None = None) ->
     return mask_to_classes(raw, spec, path)
 
 
-def _grey_mask(path: Path) -> np.ndarray:
-    if path.suffix.lower() == ".npy":
-        a = load_npy(path)
-        return a if a.ndim == 2 else a[..., 0]
-    img = open_image(path)
-    return np.asarray(img if img.mode in HIGH_DEPTH_MODES else img.convert("L"))
-
-
 def class_folder_mask(paths: tuple[Path, ...], spec: DatasetSpec) -> np.ndarray:
     """One binary mask per class (above the threshold; anti-aliased edges are common) -> (H, W) uint8:
     multi-label: bit k set where class k is; priority: 0 background, else the first class of the priority
     order present (class i + 1 = priority[i]); one class: 0/1."""
+    one = DatasetSpec(threshold=spec.threshold)  # each file read as a binary mask (read_mask's water rule)
     hits = []
     for path in paths:
-        hit = _grey_mask(path) > spec.threshold
+        hit = read_mask(path, one) == 1
         if hits and hit.shape != hits[0].shape:
             raise DataError(f"{path}: mask is {hit.shape[1]}x{hit.shape[0]} px but the mask of class "
                             f"{spec.classes[0].name!r} ({paths[0].name}) is {hits[0].shape[1]}x{hits[0].shape[0]} px")

@@ -170,13 +170,13 @@ class ImageSource(ArraySource):
     def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto"):
         img = open_image(path)
         notes = []
+        transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
         if img.mode in HIGH_DEPTH_MODES:
             array, valid = np.asarray(img), None
             notes.append(f"{img.mode} image read as grey values, mapped to 8-bit by the value range")
         elif channels == 1:
             if img.mode not in ("L", "LA", "1") and not (img.mode == "P" and _grey_palette(img)):
                 notes.append(f"{img.mode} converted to grey (the model reads one channel)")
-            transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             valid = np.asarray(img.convert("RGBA"))[..., 3] > 0 if transparent else None
             array = np.asarray(img if img.mode == "L" else img.convert("L"))[..., None]
         else:
@@ -185,7 +185,6 @@ class ImageSource(ArraySource):
                                 f"channels (use a GeoTIFF or .npy with them)")
             if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA"):
                 notes.append(f"{img.mode} converted to RGB")
-            transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
             if transparent:
                 rgba = np.asarray(img.convert("RGBA"))
                 array, valid = np.ascontiguousarray(rgba[..., :3]), rgba[..., 3] > 0

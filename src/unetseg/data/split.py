@@ -30,14 +30,15 @@ def make_split(stems: list[str], cfg: SplitConfig, fixed: dict[str, str] | None 
     """Test if the score is below cfg.test, validation if below cfg.test + cfg.val, else train.
 
     `fixed` (file -> part) puts files in test or val outright (a dataset's own test folder, named held-out
-    slices; files fixed in train are split between train and val); a part that has fixed files takes no others, and the remaining parts share the rest by the same hash,
-    their fractions scaled up to the share left. Only a very small dataset can leave test or validation empty;
+    slices; files fixed in train are split between train and val); a part that has fixed files takes no others,
+    and the remaining parts share the rest by the same hash, their fractions scaled up to the share left. Only a very small dataset can leave test or validation empty;
     then the training file scoring nearest to that part's range is moved into it."""
     if not (0 < cfg.test and 0 < cfg.val and cfg.test + cfg.val < 1):
         raise ValueError(f"split fractions test {cfg.test} and val {cfg.val} must be positive and sum below 1")
     if len(stems) < 3:
         raise DataError(f"only {len(stems)} image/mask pairs: too few to split into train, validation and test")
-    fixed = {s: p for s, p in (fixed or {}).items() if s in set(stems) and p != "train"}  # train gives val too
+    names = set(stems)
+    fixed = {s: p for s, p in (fixed or {}).items() if s in names and p != "train"}  # train gives val too
     closed = set(fixed.values())
     left = 1.0 - sum(getattr(cfg, p) for p in closed)
     cfg = SplitConfig(test=0.0 if "test" in closed else cfg.test / left, val=0.0 if "val" in closed else
@@ -49,9 +50,8 @@ def make_split(stems: list[str], cfg: SplitConfig, fixed: dict[str, str] | None 
     ranges = {name: r for name, r in {"test": (0.0, cfg.test), "val": (cfg.test, cfg.test + cfg.val)}.items()
               if name not in closed}
     for name, (lo, hi) in ranges.items():
-        free = [s for s in parts["train"] if s not in fixed]
-        if not parts[name] and len(free) > 1:
-            nearest = min(free, key=lambda s: max(lo - scores[s], scores[s] - hi))
+        if not parts[name] and len(parts["train"]) > 1:  # (fixed files are never in train here)
+            nearest = min(parts["train"], key=lambda s: max(lo - scores[s], scores[s] - hi))
             parts["train"].remove(nearest)
             parts[name].append(nearest)
     if not all(parts.values()):

@@ -35,31 +35,28 @@ class Counts:
     multilabel: bool = False  # classes are bit sets: a pixel counts for every class it has
     per_class: np.ndarray = field(init=False)
     nodata: int = 0
+    valid: int = 0  # valid pixels (multi-label: per_class counts a pixel once per class, so it does not sum to it)
+    labelled: int = 0  # multi-label: valid pixels with at least one class
     entropy_bits: float = 0.0  # summed binary entropy of the water probability over the valid pixels
 
     def __post_init__(self):
         self.per_class = np.zeros(self.num_classes if self.multilabel else Head(self.num_classes).num_classes,
                                   np.int64)
-        self.valid_pixels = 0
-        self.labelled = 0  # multi-label: valid pixels with at least one class
 
     def add(self, classes: np.ndarray, valid: np.ndarray, probs: np.ndarray | None = None) -> None:
         all_valid = bool(valid.all())
-        self.valid_pixels += int(valid.size if all_valid else np.count_nonzero(valid))
+        n_valid = valid.size if all_valid else int(np.count_nonzero(valid))
+        self.valid += n_valid
+        self.nodata += valid.size - n_valid
         if self.multilabel:
             self.labelled += int(np.count_nonzero((classes != 0) if all_valid else (classes != 0) & valid))
         for k in range(len(self.per_class)):
             hit = (classes >> k) & 1 == 1 if self.multilabel else classes == k
             self.per_class[k] += np.count_nonzero(hit if all_valid else hit & valid)
-        self.nodata += int(valid.size - np.count_nonzero(valid))
         if probs is not None and probs.shape[0] == 1:
             from ..ood import mean_entropy
 
             self.entropy_bits += mean_entropy(probs[0], valid)[0]
-
-    @property
-    def valid(self) -> int:
-        return self.valid_pixels
 
 
 class GeoTiffWriter:
