@@ -372,3 +372,27 @@ def test_float_reflectance_with_nan_no_data_and_a_geographic_crs_get_geodesic_ar
     pixel = [abs(geod.polygon_area_perimeter([10, 10 + res, 10 + res, 10], [y, y, y - res, y - res])[0]) for y in lat]
     fc = json.loads((out / "geo_water.geojson").read_text())
     assert sum(f["properties"]["area_m2"] for f in fc["features"]) == pytest.approx(sum(pixel), rel=0.01)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), levels=st.sampled_from([2, 5, 256]), seed=st.integers(0, 99))
+def test_grey_pngs_written_without_pillows_encoder_read_back_exactly(h, w, levels, seed):
+    import io
+
+    from unetseg.predict.outputs import png_bytes
+
+    a = (np.random.default_rng(seed).integers(0, levels, (h, w)) * (255 // max(levels - 1, 1))).astype(np.uint8)
+    for picture in (a, Image.fromarray(a, "L")):
+        back = Image.open(io.BytesIO(png_bytes(picture)))
+        assert back.mode == "L" and np.array_equal(np.asarray(back), a)
+    rgb = np.stack([a, a[::-1], a], axis=-1)  # other modes go through Pillow
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(Image.fromarray(rgb))))), rgb)
+
+
+def test_binary_entropy_is_one_bit_for_a_coin_toss_and_zero_when_sure():
+    import torch
+
+    from unetseg.ood import binary_entropy_bits
+
+    h = binary_entropy_bits(torch.tensor([0.0, 1.0, 0.5, 0.1, 0.9]))
+    assert torch.allclose(h, torch.tensor([0.0, 0.0, 1.0, 0.4690, 0.4690]), atol=1e-4)

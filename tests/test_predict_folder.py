@@ -77,3 +77,22 @@ def test_images_of_many_sizes_give_the_same_masks_batched_as_one_at_a_time(tiny_
     rows = json.loads((tmp_path / "batched" / "predictions.json").read_text())["inputs"]
     assert [r["input"].rsplit("/", 1)[-1] for r in rows] == sorted(p.name for p in folder.iterdir())  # in order
     assert [r for r in rows if r.get("error")][0]["input"].endswith("broken.png")
+
+
+def test_a_loaded_predictor_writes_the_outputs_the_call_asks_for(tiny_run, synth_data, tmp_path):
+    """predict(..., predictor=p) with other settings than p's: the call's settings decide the outputs."""
+    from unetseg.config import PredictConfig
+    from unetseg.predict.pipeline import Predictor, predict
+    from unetseg.runtime import select_runtime
+
+    folder, pixels = _folder(synth_data, tmp_path, [(64, 64)] * 3)
+    rt = select_runtime("auto")
+    loaded = Predictor(tiny_run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
+    bare = predict(tiny_run, [folder], tmp_path / "bare", PredictConfig(scale="fit", overlay=False), rt,
+                   progress=False, log=lambda m: None, predictor=loaded)
+    assert all(len(r["outputs"]) == 1 for r in bare) and not list((tmp_path / "bare").glob("*_overlay.jpg"))
+    full = predict(tiny_run, [folder], tmp_path / "full", PredictConfig(scale="fit", probabilities=True), rt,
+                   progress=False, log=lambda m: None, predictor=loaded)
+    assert all(len(r["outputs"]) == 3 for r in full)
+    for n in sorted(pixels):
+        assert np.array_equal(_masks(tmp_path / "bare", [n])[n], _masks(tmp_path / "full", [n])[n])

@@ -5,12 +5,16 @@ The training images' look is summarised by each image's channel means and standa
 distance is the Mahalanobis distance of its tiles' statistics from that distribution, averaged over its
 tiles; above `threshold` (the 99th percentile of the training images' own distances) predict warns that the
 input is unlike anything the model was trained on. Beside it, the mean binary entropy of the predicted
-water probability (0: sure everywhere, 1 bit: a coin toss everywhere) says how unsure the model was.
+water probability at the model's own pixels (0: sure everywhere, 1 bit: a coin toss everywhere) says how
+unsure the model was.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
 
 RIDGE = 1e-4  # added to the covariance's diagonal: a channel that never varies must not divide by zero
 PERCENTILE = 99.0
@@ -54,10 +58,6 @@ def distance(stats: dict, features: np.ndarray) -> np.ndarray:
     return mahalanobis(features, np.array(stats["mean"]), np.array(stats["inverse_covariance"]))
 
 
-def mean_entropy(probs: np.ndarray, valid: np.ndarray) -> tuple[float, int]:
-    """(sum of binary entropies in bits over the valid pixels, their count) of a (n, W) water probability."""
-    p = np.clip(probs if valid.all() else probs[valid], 1e-6, 1 - 1e-6, dtype=np.float32)
-    q = 1 - p
-    h = p * np.log2(p)
-    h += q * np.log2(q)
-    return -float(h.sum(dtype=np.float64)), int(h.size)
+def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:
+    """Elementwise binary entropy in bits of a water probability (0: sure, 1: a coin toss)."""
+    return (torch.special.entr(p) + torch.special.entr(1 - p)) / math.log(2)

@@ -3,19 +3,22 @@
 One path: windows of `tile / scale` native pixels (overlapping by `overlap / scale`) are read from the
 source, resized (nearest, as the training chips were) to the model's scale, batched through the model,
 and the probabilities are resized back (bilinear) and blended with normalised taper weights. Finished
-rows go to the sink as soon as no later tile touches them. Memory is one row of tiles, whatever the
-image's size.
+rows go to the sink as soon as no later tile touches them (a source of one tile skips the blending: its
+weights are exactly 1). Memory is one row of tiles, whatever the image's size.
 
-Everything runs on the calling thread. On 2 cores, reading ahead and writing behind in background
-threads or a process was no faster: the model's two OpenMP threads lose a core to any concurrent work
-and wait at every barrier (bench/predict_scene.py; docs/predict.md).
+The engine runs on the calling thread. A caller may read a small source's tiles ahead on another thread
+(`read_ahead`), and is told before each batch goes through the model (`before_model`), so that its own
+helpers can stand still meanwhile: on 2 cores the model's two OpenMP threads lose a core to any
+concurrent work and wait at every barrier (docs/predict.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -26,11 +29,13 @@ from torch import nn
 from ..data.files import resize_to
 from ..head import Head
 from ..inference import predict_probs, to_input
-from ..ood import image_features
+from ..ood import binary_entropy_bits, image_features
 from ..runtime import Runtime
 from ..data.sources import Source
 from .tiling import Axis, RowBlender, axis_windows, fill_from_nearest
 from ..progress import bar as progress_bar
+
+_NO_BAR = contextlib.nullcontext(SimpleNamespace(update=lambda n: None))
 
 # on_rows(first row, (C, n, W) float32 probabilities, (n, W) bool valid)
 RowSink = Callable[[int, np.ndarray, np.ndarray], None]
@@ -67,41 +72,63 @@ class Stats:
     seconds: float = 0.0
     model_seconds: float = 0.0
     features: list = field(default_factory=list)  # each model tile's colour statistics (ood.image_features)
+    entropy_bits: float = 0.0  # binary models: summed entropy of the water probability over the model's valid
+    entropy_pixels: int = 0  # pixels, at the model's own resolution (tiles' overlaps counted in each tile)
+
+    @property
+    def mean_entropy(self) -> float | None:
+        return self.entropy_bits / self.entropy_pixels if self.entropy_pixels else None
 
 
-def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)
-                ) -> Iterator[tuple[int, int, int, np.ndarray | None, np.ndarray, np.ndarray | None]]:
-    """(row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask,
-    model-size valid mask or None when all valid); the windows are relative to `origin` (row, column)."""
+# (row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask,
+#  model-size valid mask or None when all valid, the pixels' colour statistics (ood.image_features) or None)
+Tile = tuple[int, int, int, "np.ndarray | None", np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
+def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)) -> Iterator[Tile]:
+    """The grid's tiles, row by row; the windows are relative to `origin` (row, column)."""
     mh, mw = grid.model_shape
     for r, y0 in enumerate(grid.rows.starts):
         for c, x0 in enumerate(grid.cols.starts):
             raw, valid = source.read(origin[0] + y0, origin[1] + x0, grid.rows.size, grid.cols.size)
             if not valid.any():
-                yield r, x0, c, None, valid, None
+                yield r, x0, c, None, valid, None, None
                 continue
             pixels = source.to_uint8(resize_to(raw, mh, mw))  # resize first: scaling touches fewer pixels
             model_valid = None
             if not valid.all():
                 model_valid = resize_to(valid, mh, mw)
                 pixels = fill_from_nearest(pixels, model_valid)
-            yield r, x0, c, pixels, valid, model_valid
+            features = image_features(pixels[None], None if model_valid is None else model_valid[None])[0]
+            yield r, x0, c, pixels, valid, model_valid, features
+
+
+@dataclass
+class Plan:
+    """Where a source's valid pixels are (window: first row, first column, rows, columns), the grid of tiles
+    over them (None: no valid rows) and, when read ahead, its tiles."""
+
+    window: tuple[int, int, int, int]
+    grid: Grid | None
+    tiles: list[Tile] | None = None
 
 
 @dataclass
 class Job:
     """One source to segment: its scale (model pixels per input pixel), where its rows go, and what to call
-    with its Stats once the last row has gone."""
+    with its Stats once the last row has gone; `plan`: Segmenter.read_ahead's, if it was read ahead."""
 
     source: Source
     scale: tuple[float, float]
     sink: RowSink
     done: Callable[[Stats], None]
+    plan: Plan | None = None
 
 
 @dataclass
 class _Active:
-    """A job being segmented: its grid (None: no valid rows), blender, stats and tiles still in a batch."""
+    """A job being segmented: its grid (None: no valid rows), blender (None: one tile, nothing to blend), stats
+    and tiles still in a batch."""
 
     job: Job
     grid: Grid | None
@@ -114,15 +141,28 @@ class _Active:
     t0: float
     pending: int = 0
     read: bool = False
+    emitted: bool = False
 
-    def emit(self) -> None:
-        """Hand the blender's finished rows to the sink, padded back to the source's full width."""
-        y0, probs, valid = self.blender.finish_row()
+    def emit(self, rows: tuple[int, np.ndarray, np.ndarray] | None = None) -> None:
+        """Hand finished rows (the blender's next, or `rows`: first row, probabilities, valid) to the sink,
+        padded back to the source's full width."""
+        y0, probs, valid = rows or self.blender.finish_row()
+        self.emitted = True
         width = self.job.source.width
         if self.ww < width:
             pad = ((0, 0), (self.wx, width - self.wx - self.ww))
             probs, valid = np.pad(probs, ((0, 0),) + pad), np.pad(valid, pad)
         self.job.sink(self.wy + y0, probs, valid)
+
+
+def _tile_entropy(probs: torch.Tensor, valid: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """(summed entropy bits, valid pixels) of each tile of a (B, 1, h, w) water probability."""
+    h = binary_entropy_bits(probs[:, 0])
+    if any(v is not None for v in valid):
+        mask = torch.from_numpy(np.stack([np.ones(h.shape[1:], bool) if v is None else v for v in valid]))
+        h = h * mask
+        return h.sum((1, 2), dtype=torch.float64).numpy(), mask.sum((1, 2)).numpy()
+    return h.sum((1, 2), dtype=torch.float64).numpy(), np.full(len(h), h.shape[1] * h.shape[2])
 
 
 class Segmenter:
@@ -148,54 +188,73 @@ class Segmenter:
         self.run_many([Job(source, scale, sink, done.append)], progress)
         return done[0]
 
-    def run_many(self, jobs: Iterable[Job], progress: bool = True) -> None:
+    def run_many(self, jobs: Iterable[Job], progress: bool = True, before_model: Callable[[], None] = lambda: None
+                 ) -> None:
         """Each job's rows go to its sink, top to bottom, then its stats to `done`, jobs in order.
 
         Tiles of consecutive jobs share the model's batches (when their model-size shapes agree), so a folder
         of small images runs at the model's batch speed. The tiles cover each source's window of valid pixels
         only (rows and columns outside it are no-data and handed over as such). Jobs are taken from the
-        iterable one at a time: at most a batch of tiles' images are open at once.
+        iterable one at a time: at most a batch of tiles' images are open at once. `before_model` is called
+        before each batch goes through the model.
         """
         batch: list[tuple[_Active, tuple]] = []
         active: deque[_Active] = deque()  # read, not yet finished, in order
         for job in jobs:
             a = self._begin(job)
             active.append(a)
-            with progress_bar(total=a.stats.tiles, enabled=progress and a.stats.tiles > 1,
-                              desc=job.source.path.name, unit="tile", leave=False) as bar:
-                for item in _read_tiles(job.source, a.grid, (a.wy, a.wx)) if a.grid else ():
+            with (progress_bar(total=a.stats.tiles, desc=job.source.path.name, unit="tile", leave=False)
+                  if progress and a.stats.tiles > 1 else _NO_BAR) as bar:
+                if job.plan and job.plan.tiles is not None:  # read ahead
+                    tiles = job.plan.tiles
+                else:
+                    tiles = _read_tiles(job.source, a.grid, (a.wy, a.wx)) if a.grid else ()
+                for item in tiles:
                     if item[3] is not None:  # tiles that are all no-data add nothing
-                        a.stats.features.append(image_features(item[3][None], None if item[5] is None else
-                                                               item[5][None])[0])
                         if batch and batch[0][1][3].shape != item[3].shape:
-                            self._flush(batch)
+                            self._flush(batch, before_model)
                         batch.append((a, item))
                         a.pending += 1
                         if len(batch) * item[3].shape[0] * item[3].shape[1] >= self.batch_pixels:
-                            self._flush(batch)
+                            self._flush(batch, before_model)
                     bar.update(1)
             a.read = True
             self._finish_ready(active)
         if batch:
-            self._flush(batch)
+            self._flush(batch, before_model)
         self._finish_ready(active)
+
+    def _plan(self, source: Source, scale: tuple[float, float]) -> Plan:
+        window = source.valid_window() or (source.height, 0, 0, source.width)  # None: no valid row
+        return Plan(window, make_grid(*window[2:], scale, self.tile, self.overlap, self.blend) if window[2] else None)
+
+    def read_ahead(self, source: Source, scale: tuple[float, float], max_tiles: int = 16) -> Plan:
+        """A job's plan and, when it has at most `max_tiles` tiles, every tile read and resized to the model's
+        scale: work a helper thread can do before the job's turn (Job.plan; run_many then skips it)."""
+        plan = self._plan(source, scale)
+        if plan.grid and len(plan.grid) <= max_tiles:
+            plan.tiles = list(_read_tiles(source, plan.grid, plan.window[:2]))
+        return plan
 
     def _begin(self, job: Job) -> "_Active":
         t0 = time.perf_counter()
         source = job.source
-        window = source.valid_window() or (source.height, 0, 0, source.width)  # None: every row is no-data
-        wy, wx, wh, ww = window
-        grid = make_grid(wh, ww, job.scale, self.tile, self.overlap, self.blend) if wh else None
-        a = _Active(job, grid, RowBlender(grid.rows, ww, self.channels) if grid else None,
+        plan = job.plan or self._plan(source, job.scale)
+        wy, wx, wh, ww = plan.window
+        grid = plan.grid
+        a = _Active(job, grid, RowBlender(grid.rows, ww, self.channels) if grid and len(grid) > 1 else None,
                     Stats(tiles=len(grid) if grid else 0), wy, wx, wh, ww, t0)
         self._empty(job.sink, 0, wy, source.width)
         return a
 
-    def _flush(self, batch: list) -> None:
+    def _flush(self, batch: list, before_model: Callable[[], None]) -> None:
         """The batch's tiles through the model, weighted and added to their jobs' blenders."""
+        pixels = np.stack([item[3] for _, item in batch])
+        before_model()
         tm = time.perf_counter()
-        probs = self.forward(np.stack([item[3] for _, item in batch]))
+        probs = self.forward(pixels)
         seconds = time.perf_counter() - tm
+        entropy = _tile_entropy(probs, [item[5] for _, item in batch]) if self.head.binary else None
         i = 0
         while i < len(batch):  # each job's run of tiles: resized back and weighted in one batched op
             a = batch[i][0]
@@ -204,27 +263,41 @@ class Segmenter:
             native = (a.grid.rows.size, a.grid.cols.size)
             if p.shape[-2:] != native:
                 p = F.interpolate(p, size=native, mode="bilinear", align_corners=False)
-            wy = torch.from_numpy(np.stack([a.grid.rows.weights[item[0]] for item in group]))
-            wx = torch.from_numpy(np.stack([a.grid.cols.weights[item[2]] for item in group]))
-            planes = (p * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
             a.stats.model_seconds += seconds * len(group) / len(batch)
+            a.stats.features.extend(item[6] for item in group)
+            if entropy is not None:
+                a.stats.entropy_bits += float(entropy[0][i:j].sum())
+                a.stats.entropy_pixels += int(entropy[1][i:j].sum())
             a.stats.model_tiles += len(group)
             a.pending -= len(group)
-            for (r, x0, _, _, valid, _), plane in zip(group, planes):
-                while a.blender.row < r:  # every tile of the rows above is in: hand them over
-                    a.emit()
-                a.blender.add_weighted(plane, x0, valid)
+            if a.blender is None:  # one tile: its weights are exactly 1 (x / x), there is nothing to blend
+                a.emit((0, p[0].numpy(), group[0][4]))
+            else:
+                self._blend(a, group, p)
             i = j
         batch.clear()
+
+    @staticmethod
+    def _blend(a: "_Active", group: list, p: torch.Tensor) -> None:
+        """A job's run of native-size tile probabilities, weighted in one batched op, into its blender."""
+        wy = torch.from_numpy(np.stack([a.grid.rows.weights[item[0]] for item in group]))
+        wx = torch.from_numpy(np.stack([a.grid.cols.weights[item[2]] for item in group]))
+        planes = (p * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
+        for (r, x0, _, _, valid, _, _), plane in zip(group, planes):
+            while a.blender.row < r:  # every tile of the rows above is in: hand them over
+                a.emit()
+            a.blender.add_weighted(plane, x0, valid)
 
     def _finish_ready(self, active: "deque[_Active]") -> None:
         """Finish the jobs at the front whose tiles are all read and through the model."""
         while active and active[0].read and not active[0].pending:
             a = active.popleft()
-            if a.grid:
+            source = a.job.source
+            if a.blender is not None:
                 while a.blender.row < len(a.grid.rows.starts):
                     a.emit()
-            source = a.job.source
+            elif a.grid and not a.emitted:  # its one tile was all no-data
+                self._empty(a.job.sink, a.wy, a.wy + a.wh, source.width)
             self._empty(a.job.sink, a.wy + a.wh, source.height, source.width)
             a.stats.seconds = time.perf_counter() - a.t0
             a.job.done(a.stats)

@@ -80,7 +80,10 @@ class IndexSegmenter:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    def run_many(self, jobs, progress: bool = True) -> None:
+    def read_ahead(self, source: Source, scale: tuple[float, float], max_tiles: int = 16) -> None:
+        """The Segmenter's read_ahead: nothing (an index reads its rows as it goes)."""
+
+    def run_many(self, jobs, progress: bool = True, before_model=lambda: None) -> None:
         """The Segmenter's run_many: one job after another (an index has no batches to share)."""
         for job in jobs:
             job.done(self.run(job.source, job.scale, job.sink, progress))

@@ -3,7 +3,10 @@ PNG mask / probability / overlay images, and the per-input counts behind the sum
 
 from __future__ import annotations
 
+import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,26 +40,28 @@ class Counts:
     nodata: int = 0
     valid: int = 0  # valid pixels (multi-label: per_class counts a pixel once per class, so it does not sum to it)
     labelled: int = 0  # multi-label: valid pixels with at least one class
-    entropy_bits: float = 0.0  # summed binary entropy of the water probability over the valid pixels
 
     def __post_init__(self):
         self.per_class = np.zeros(self.num_classes if self.multilabel else Head(self.num_classes).num_classes,
                                   np.int64)
 
-    def add(self, classes: np.ndarray, valid: np.ndarray, probs: np.ndarray | None = None) -> None:
+    def add(self, classes: np.ndarray, valid: np.ndarray) -> None:
         all_valid = bool(valid.all())
         n_valid = valid.size if all_valid else int(np.count_nonzero(valid))
         self.valid += n_valid
         self.nodata += valid.size - n_valid
-        if self.multilabel:
-            self.labelled += int(np.count_nonzero((classes != 0) if all_valid else (classes != 0) & valid))
+        if not self.multilabel:
+            mine = classes if all_valid else classes[valid]
+            if len(self.per_class) == 2:  # water or not: one count (bincount would widen every pixel to int64)
+                water = np.count_nonzero(mine)
+                self.per_class += (n_valid - water, water)
+            else:
+                self.per_class += np.bincount(mine.ravel(), minlength=len(self.per_class))[:len(self.per_class)]
+            return
+        self.labelled += int(np.count_nonzero((classes != 0) if all_valid else (classes != 0) & valid))
         for k in range(len(self.per_class)):
-            hit = (classes >> k) & 1 == 1 if self.multilabel else classes == k
+            hit = (classes >> k) & 1 == 1
             self.per_class[k] += np.count_nonzero(hit if all_valid else hit & valid)
-        if probs is not None and probs.shape[0] == 1:
-            from ..ood import mean_entropy
-
-            self.entropy_bits += mean_entropy(probs[0], valid)[0]
 
 
 class GeoTiffWriter:
@@ -122,35 +127,71 @@ class ArrayCollector:
     every probability plane too (the API's output)."""
 
     def __init__(self, height: int, width: int, planes: int = 0):
-        self.classes = np.zeros((height, width), np.uint8)
-        self.prob = np.zeros((height, width), np.float32)
-        self.valid = np.zeros((height, width), bool)
-        self.probs = np.zeros((planes, height, width), np.float32) if planes else None
+        self.height, self.width, self.planes = height, width, planes
+        self.classes = self.prob = self.valid = self.probs = None
 
     def write(self, y0: int, classes: np.ndarray, probs: np.ndarray, valid: np.ndarray) -> None:
         n = classes.shape[0]
+        if n == self.height and self.classes is None:  # the whole image at once (one tile): keep, no copies
+            self.classes, self.prob, self.valid = classes, confidence(probs), valid
+            self.probs = probs if self.planes else None
+            return
+        if self.classes is None:
+            h, w = self.height, self.width
+            self.classes, self.prob, self.valid = (np.zeros((h, w), np.uint8), np.zeros((h, w), np.float32),
+                                                   np.zeros((h, w), bool))
+            self.probs = np.zeros((self.planes, h, w), np.float32) if self.planes else None
         self.classes[y0:y0 + n], self.prob[y0:y0 + n], self.valid[y0:y0 + n] = classes, confidence(probs), valid
         if self.probs is not None:
             self.probs[:, y0:y0 + n] = probs
 
 
-def mask_png(classes: np.ndarray, valid: np.ndarray, num_classes: int, multilabel: bool = False) -> Image.Image:
+def png_bytes(img: Image.Image | np.ndarray) -> bytes:
+    """A PNG file's bytes. Grey 8-bit pictures (masks, probabilities; an (H, W) uint8 array or an "L" image)
+    skip Pillow's PNG encoder: rows unfiltered and zlib's run-length strategy, 3x faster than Pillow's fastest
+    level and half the size on binary masks (320-px water masks: 0.65 against 1.9 ms, 3.6 against 6.8 kB);
+    the file is an ordinary greyscale PNG."""
+    if isinstance(img, Image.Image) and img.mode != "L":
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue()
+    a = np.asarray(img)
+    h, w = a.shape
+    rows = np.zeros((h, w + 1), np.uint8)  # each row: filter type 0 (none), then its pixels
+    rows[:, 1:] = a
+    z = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    data = z.compress(rows.data) + z.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def mask_pixels(classes: np.ndarray, valid: np.ndarray, num_classes: int, multilabel: bool = False) -> np.ndarray:
     """Binary: water 255, land 0. Multi-class: class index spread over 0..254. Multi-label: the bit set itself
     (bit k = class k: value 5 is classes 0 and 2). No-data: 0 (see the overlay)."""
     step = 1 if multilabel else 255 if num_classes <= 2 else 254 // (num_classes - 1)
-    return Image.fromarray(np.where(valid, classes * step, 0).astype(np.uint8), "L")
+    out = classes.astype(np.uint8) * np.uint8(step)  # uint8 throughout: one pass, no widening
+    if not valid.all():
+        out[~valid] = 0
+    return out
 
 
-def probability_png(prob: np.ndarray, valid: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.where(valid, np.rint(prob * 255), 0).astype(np.uint8), "L")
+def probability_pixels(prob: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Water probability as grey 0..255 (no-data 0)."""
+    return np.where(valid, np.rint(prob * 255), 0).astype(np.uint8)
 
 
 def overlay_png(rgb: np.ndarray, water: np.ndarray, valid: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """The image with water tinted blue and no-data greyed out (each pasted as a colour through a mask of
-    `alpha`: one Pillow pass each, no full-image blends)."""
+    """The image with water tinted blue and no-data greyed out: the image blended whole with the colour, then
+    composited through a 0/255 mask (Pillow's vector paths: 1.7x faster than pasting the colour through an
+    `alpha` mask, whose per-pixel blend runs for every pixel)."""
     image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8), "RGB")
-    level = round(alpha * 255)
-    image.paste(tuple(int(v) for v in WATER_RGB), mask=Image.fromarray((water & valid).view(np.uint8) * level, "L"))
-    if not valid.all():
-        image.paste((128, 128, 128), mask=Image.fromarray((~valid).view(np.uint8) * 128, "L"))
+    water_rgb = tuple(int(v) for v in WATER_RGB)
+    for colour, where, a in ((water_rgb, water & valid, alpha), ((128, 128, 128), ~valid, 0.5)):
+        if where.any():
+            tinted = Image.blend(image, Image.new("RGB", image.size, colour), a)
+            image = Image.composite(tinted, image, Image.fromarray(where.view(np.uint8) * np.uint8(255), "L"))
     return image

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe
@@ -24,8 +28,8 @@ from ..runtime import Runtime
 from ..compiled import maybe_compile, warmup_seconds
 from .engine import Job, Segmenter, Stats
 from .areas import PixelAreas, measure_polygons
-from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_png, overlay_png, probability_png, \
-    to_cog
+from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_pixels, overlay_png, png_bytes, \
+    probability_pixels, to_cog
 from ..data.sources import RasterSource, Source, collect_inputs, is_raster, open_source
 from .vectors import SUFFIXES, Polygonizer, VectorWriter
 
@@ -34,6 +38,37 @@ SUMMARY_FIELDS = ["input", "kind", "width", "height", "crs", "ground_resolution_
                   "seconds", "tiles_per_s", "valid_pixels", "nodata_pixels", "water_pixels", "water_fraction",
                   "water_area", "area_unit", "polygons", "unlike_training", "mean_entropy", "outputs", "error"]
 MAX_SCALE, MIN_SCALE = 16.0, 0.01
+
+
+READ_AHEAD = 32  # plain images decoded ahead of the model: a batch of small ones,
+READ_AHEAD_PIXELS = 1 << 26  # or as many as hold 67 megapixels (then one at a time)
+
+
+class Helpers:
+    """Two threads for the work around the model (decoding the next images, encoding and writing the finished
+    ones), held still while the model runs: `settle` (called before each batch) waits for whatever they
+    have in hand. On 2 cores the model's OpenMP threads lose a core to any concurrent work and then wait at
+    every barrier, so overlapping the two was no faster than taking turns; between batches the helpers (Pillow
+    and zlib work without Python's lock) and the main thread share the cores (bench/predict_folder.py)."""
+
+    def __init__(self, threads: int = 2):
+        self.pool = ThreadPoolExecutor(threads, "unetseg-helper")
+        self.busy: list[Future] = []
+
+    def submit(self, fn: Callable, *args) -> Future:
+        future = self.pool.submit(fn, *args)
+        self.busy.append(future)
+        return future
+
+    def settle(self) -> None:
+        wait(self.busy)
+        self.busy = []
+
+    def __enter__(self) -> "Helpers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def training_scale(run_dir: Path, info: dict, image_size: int) -> tuple[float, str]:
@@ -98,8 +133,8 @@ class Segmented:
     num_classes: int
     multilabel: bool = False
 
-    def mask_png(self):
-        return mask_png(self.keep.classes, self.keep.valid, self.num_classes, self.multilabel)
+    def mask_pixels(self) -> np.ndarray:
+        return mask_pixels(self.keep.classes, self.keep.valid, self.num_classes, self.multilabel)
 
     def overlay_png(self, image: np.ndarray):
         rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
@@ -223,7 +258,8 @@ class Predictor:
             self.log(f"error: {e}")
             return {"input": str(file), "error": str(e)}
 
-    def _start(self, file: Path, out: Path) -> tuple[Source, dict, dict[str, Path], PixelAreas, tuple[float, float]]:
+    def _start(self, file: Path, out: Path, log_notes: bool = True
+               ) -> tuple[Source, dict, dict[str, Path], PixelAreas, tuple[float, float]]:
         """Open an input; its summary row's first fields, output paths, pixel areas and scale."""
         source = self.open(file)
         try:
@@ -231,8 +267,8 @@ class Predictor:
         except BaseException:
             source.close()
             raise
-        for note in source.notes if self.progress else []:  # --quiet: no per-file lines
-            self.log(f"{file.name}: {note}")
+        if log_notes:
+            self._log_notes(source)
         row = {"input": str(file), "kind": "raster" if isinstance(source, RasterSource) else "image",
                "width": source.width, "height": source.height,
                "crs": source.crs.to_string() if source.crs is not None else "",
@@ -240,6 +276,10 @@ class Predictor:
                "scale": scale_text(scale),
                "scale_from": how}
         return source, row, output_paths(file, out, self.cfg), ground, scale
+
+    def _log_notes(self, source: Source) -> None:
+        for note in source.notes if self.progress else []:  # --quiet: no per-file lines
+            self.log(f"{source.path.name}: {note}")
 
     @staticmethod
     def _timed(row: dict, paths: dict[str, Path], t0: float) -> dict:
@@ -258,50 +298,81 @@ class Predictor:
         return self._timed(row, paths, t0)
 
     def _images(self, files: list[Path], out: Path, on_row: Callable[[dict], None]) -> None:
-        """Plain images through run_many; each one's PNGs written as soon as its last row is in."""
-        slots: list[dict | None] = []
-        given = [0]
+        """Plain images through run_many; rows leave in input order. The main thread runs the model; two helper
+        threads decode the next images and turn each finished one's probabilities into its class map, figures
+        and files, but only between the model's batches (Helpers)."""
+        slots: deque = deque()  # per input, in order: its row, or the future of its outputs
 
-        def give():  # rows leave in input order
-            while given[0] < len(slots) and slots[given[0]] is not None:
-                on_row(slots[given[0]])
-                given[0] += 1
+        def give(wait: bool = False) -> None:
+            while slots and (wait or not isinstance(slots[0], Future) or slots[0].done()):
+                row = slots.popleft()
+                on_row(row.result() if isinstance(row, Future) else row)
 
-        def jobs():
-            for file in files:
-                slot = len(slots)
-                slots.append(None)
-                t0 = time.perf_counter()
-                try:
-                    source, row, paths, ground, scale = self._start(file, out)
-                except DataError as e:
-                    slots[slot] = {"input": str(file), "error": str(e)}
-                    self.log(f"error: {e}")
-                    give()
-                    continue
+        def start(file: Path):
+            t0 = time.perf_counter()
+            try:
+                started = self._start(file, out, log_notes=False)
+                return file, t0, started, self.segmenter.read_ahead(started[0], started[4])
+            except DataError as e:
+                return file, t0, e, None
 
-                def done(result, file=file, source=source, row=row, paths=paths, t0=t0, slot=slot):
-                    def write() -> dict:
-                        if isinstance(result, DataError):
-                            raise result
-                        self._write_pngs(source, result, paths)
-                        return self._timed({**row, **result.row}, paths, t0)
+        def ahead_pixels(ahead: deque) -> int:  # of the images decoded and waiting
+            opened = [f.result()[2] for f in ahead if f.done() and f.exception() is None]
+            return sum(o[0].width * o[0].height for o in opened if not isinstance(o, DataError))
 
-                    source.close()
-                    slots[slot] = self._guarded(file, write)
-                    give()
+        with Helpers() as helpers:
+            def jobs():
+                ahead, nxt = deque(), 0
+                for _ in range(len(files)):
+                    while nxt < len(files) and (not ahead or len(ahead) < READ_AHEAD
+                                                and ahead_pixels(ahead) < READ_AHEAD_PIXELS):
+                        ahead.append(helpers.submit(start, files[nxt]))
+                        nxt += 1
+                    file, t0, started, plan = ahead.popleft().result()
+                    if isinstance(started, DataError):
+                        slots.append({"input": str(file), "error": str(started)})
+                        self.log(f"error: {started}")
+                        give()
+                        continue
+                    self._log_notes(started[0])
+                    bands: list = []  # the engine's rows, kept for a helper (copies: the blender reuses its own)
 
-                yield self._image_job(source, scale, row["scale_from"], ground, None, done)
+                    def keep(y0, probs, valid, bands=bands, height=started[0].height):
+                        whole = probs.shape[1] == height  # one tile's probabilities: the engine's no more
+                        bands.append((y0, probs, valid) if whole else (y0, probs.copy(), valid.copy()))
 
-        self.segmenter.run_many(jobs(), self.progress)
-        give()
+                    def done(stats, file=file, started=started, bands=bands, t0=t0):
+                        work = functools.partial(self._image_outputs, started, bands, stats, t0)
+                        slots.append(helpers.submit(self._guarded, file, work))
+                        give()
+
+                    yield Job(started[0], started[4], keep, done, plan)
+
+            self.segmenter.run_many(jobs(), self.progress, before_model=helpers.settle)
+            give(wait=True)
+
+    def _image_outputs(self, started: tuple, bands: list, stats: Stats, t0: float) -> dict:
+        """An image's class map and summary figures from its probability rows, and its files; its row."""
+        source, row, paths, ground, scale = started
+        try:
+            results: list = []
+            job = self._image_job(source, scale, row["scale_from"], ground, None, results.append)
+            for band in bands:
+                job.sink(*band)
+            job.done(stats)
+            if isinstance(results[0], DataError):
+                raise results[0]
+            self._write_pngs(source, results[0], paths)
+            return self._timed({**row, **results[0].row}, paths, t0)
+        finally:
+            source.close()
 
     def _write_pngs(self, source: Source, result: "Segmented", paths: dict[str, Path]) -> None:
-        images = {"mask": result.mask_png()}
+        images = {"mask": result.mask_pixels()}
         if "overlay" in paths:
             images["overlay"] = result.overlay_png(source.pixels)
         if "probability" in paths:
-            images["probability"] = probability_png(result.keep.prob, result.keep.valid)
+            images["probability"] = probability_pixels(result.keep.prob, result.keep.valid)
         with ExitStack() as stack:  # all or nothing: the renames happen together at the end
             for name, img in images.items():
                 save_image(img, stack.enter_context(atomic_path(paths[name])))
@@ -323,15 +394,15 @@ class Predictor:
         return {"tiles": stats.tiles, "seconds": round(stats.seconds, 2),
                 "tiles_per_s": round(stats.tiles / max(stats.seconds, 1e-9), 2), "valid_pixels": counts.valid,
                 "nodata_pixels": counts.nodata, "water_pixels": water,
-                "water_fraction": round(water / counts.valid, 6), **self.judge(file, stats, counts)}
+                "water_fraction": round(water / counts.valid, 6), **self.judge(file, stats)}
 
-    def judge(self, file: Path, stats: Stats, counts: Counts) -> dict:
+    def judge(self, file: Path, stats: Stats) -> dict:
         """How unlike the training images the input looks (tiles' colour statistics, when the run recorded its
         own) and how unsure the model was (mean entropy); a warning line above the run's threshold."""
         from ..ood import distance
 
-        out: dict = {"mean_entropy": round(counts.entropy_bits / counts.valid, 4)
-                     if self.head.binary and self.cfg.method == "unet" else ""}
+        entropy = stats.mean_entropy if self.cfg.method == "unet" else None
+        out: dict = {"mean_entropy": round(entropy, 4) if entropy is not None else ""}
         ref = self.run_info.get("input_stats")
         out["unlike_training"] = ""
         if ref and stats.features:
@@ -365,7 +436,7 @@ class Predictor:
 
         def sink(y0, probs, valid):
             classes = class_map(probs, threshold, self.head)
-            counts.add(classes, valid, probs)
+            counts.add(classes, valid)
             keep.write(y0, classes, probs, valid)
 
         def finish(stats: Stats):
@@ -431,7 +502,7 @@ class Predictor:
 
             def sink(y0, probs, valid):
                 classes = class_map(probs, cfg.threshold, self.head)
-                counts.add(classes, valid, probs)
+                counts.add(classes, valid)
                 writer.write(y0, classes, probs, valid)
                 water = self.is_water(classes) & valid
                 totals["area"] += ground.area(y0, water)
@@ -464,14 +535,13 @@ def quicklook(source: RasterSource, mask: Path, water: int, side: int = 2048):
     return overlay_png(source.thumbnail(h, w)[..., :3], (classes == water) & valid, valid)
 
 
-def save_image(img, path: Path) -> None:
-    """A picture output by its suffix: masks and probabilities as PNG (lossless; zlib level 1, 4x faster than
-    Pillow's default level 6 for files 40% larger), overlays as JPEG (a 0.27-megapixel overlay: 1 ms as JPEG
-    against 44 ms as a PNG five times its size; bench/predict_folder.py)."""
+def save_image(img: Image.Image | np.ndarray, path: Path) -> None:
+    """A picture output by its suffix: masks and probabilities (grey arrays) as PNG (lossless; png_bytes),
+    overlays as JPEG (a 0.27-megapixel overlay: 1 ms as JPEG against 44 ms as a PNG five times its size)."""
     if path.suffix.lower() in (".jpg", ".jpeg"):
         img.save(path, format="JPEG", quality=90)
     else:
-        img.save(path, format="PNG", compress_level=1)
+        path.write_bytes(png_bytes(img))
 
 
 def vector_crs(cfg: PredictConfig) -> str:
@@ -525,6 +595,8 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     import rasterio
 
     world = world or World()
+    if predictor is not None and predictor.cfg != cfg:  # the loaded model with these settings' outputs
+        predictor = predictor.variant(cfg)
     predictor = predictor or Predictor(run_dir, cfg, rt, progress, log if world.main else lambda m: None)
     if not world.main:  # per-file lines and errors from every process, each input's once; the rest from rank 0
         predictor.log = log

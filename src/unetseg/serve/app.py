@@ -38,6 +38,7 @@ from ..config import PredictConfig, parse_scale
 from ..data.files import image_shape
 from ..data.sources import RasterSource, parse_bands, parse_value_range
 from ..errors import DataError, first_line
+from ..predict.outputs import png_bytes
 from ..predict.pipeline import Predictor
 from ..runfolder import RunFolder
 from ..runtime import Runtime
@@ -140,10 +141,8 @@ def api_words(message: str) -> str:
     return re.sub(r"--([a-z][a-z-]*)[ =]?", lambda m: m.group(1).replace("-", "_") + "=", message)
 
 
-def _b64png(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False, compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode()
+def _b64png(img: Image.Image | np.ndarray) -> str:
+    return base64.b64encode(png_bytes(img)).decode()
 
 
 class BodyLimit:
@@ -491,7 +490,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         if "image" in pictures:
             png["image_png"] = _b64png(Image.fromarray(np.ascontiguousarray(rgb), "RGB"))
         if "mask" in pictures:
-            png["mask_png"] = _b64png(result.mask_png())
+            png["mask_png"] = _b64png(result.mask_pixels())
         if "overlay" in pictures:
             png["overlay_png"] = _b64png(result.overlay_png(rgb))
         if "probability" in pictures:
