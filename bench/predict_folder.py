@@ -1,6 +1,7 @@
 """`unetseg predict` over a folder of many small images against `unetseg evaluate` on the same images.
 
-Both run the same model in this process, taking turns (best of --repeat each): evaluate's img/s (its own
+Both run the same model in this process, taking turns (--repeat turns; the ratio is the median of each
+turn's ratio, as the machine's speed drifts): evaluate's img/s (its own
 figure: the model over the decoded test chips at the training size, batch 32) and predict's img/s over the
 real test chips as files, with `--scale fit` (everything counted: reading and decoding each file, the model,
 resizing the probabilities back, and writing the mask PNG, overlay JPEG and the summary; and again with
@@ -71,18 +72,20 @@ def main() -> None:
 
         evaluate_chips(model, chips, rt)  # warm-up of both
         run_predict(False, Path(tmp) / "warm-up")
-        best = {"evaluate": 0.0, True: 0.0, False: 0.0}  # predict with the overlays (the default), --no-overlay
+        turns = []  # (evaluate, predict with the overlays (the default), predict --no-overlay) img/s
         for i in range(args.repeat):  # taking turns: this machine's speed drifts within minutes
-            best["evaluate"] = max(best["evaluate"], evaluate_chips(model, chips, rt)[0]["inference_images_per_s"])
-            for overlay in (True, False):
-                best[overlay] = max(best[overlay], run_predict(overlay, Path(tmp) / f"out{i}{overlay}"))
-    ev = best["evaluate"]
+            turns.append((evaluate_chips(model, chips, rt)[0]["inference_images_per_s"],
+                          run_predict(True, Path(tmp) / f"out{i}"), run_predict(False, Path(tmp) / f"bare{i}")))
+    ev, full, bare = (max(t[k] for t in turns) for k in range(3))
+    ratios = [sorted(t[k] / t[0] for t in turns)[len(turns) // 2] for k in (1, 2)]  # median of each turn's ratio
     print(f"CPU: {cpu_model()}; runtime: {rt.describe()}; threads: {__import__('torch').get_num_threads()}")
-    print(f"run: {args.run}; {len(pairs)} test chips (median {_median_side(pairs)} px), best of {args.repeat}")
-    print(f"evaluate: {ev:7.1f} img/s (model over decoded chips at {info['recipe']['image_size']} px)")
-    print(f"predict:  {best[True]:7.1f} img/s (files in, mask PNG + overlay JPEG out, --scale fit)")
-    print(f"predict:  {best[False]:7.1f} img/s (the same with --no-overlay: mask PNGs only)")
-    print(f"ratio predict / evaluate: {best[True] / ev:.2f} (goal >= 0.50); with --no-overlay {best[False] / ev:.2f}")
+    print(f"run: {args.run}; {len(pairs)} test chips (median {_median_side(pairs)} px), {args.repeat} turns")
+    print(f"evaluate: {ev:7.1f} img/s best (model over decoded chips at {info['recipe']['image_size']} px)")
+    print(f"predict:  {full:7.1f} img/s best (files in, mask PNG + overlay JPEG out, --scale fit)")
+    print(f"predict:  {bare:7.1f} img/s best (the same with --no-overlay: mask PNGs only)")
+    print("turns (evaluate / predict / --no-overlay): " + "; ".join("%.0f / %.0f / %.0f" % t for t in turns))
+    print(f"ratio predict / evaluate, median of the turns: {ratios[0]:.2f} (goal >= 0.50); with --no-overlay "
+          f"{ratios[1]:.2f}")
     if args.nproc > 1:
         times = {n: time_command(args.run, pairs, args.copies, n) for n in (1, args.nproc)}
         count = len(pairs) * args.copies

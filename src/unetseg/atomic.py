@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import itertools
 import os
 import tempfile
 from contextlib import contextmanager
@@ -10,21 +10,22 @@ from pathlib import Path
 from typing import Iterator
 
 
-@functools.cache
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+_NAMES = itertools.count()  # temporary names: this process's id and a counter (next() is atomic)
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it to `path` only if the block succeeds."""
+    """Yield a temporary path in the target's folder; rename it to `path` only if the block succeeds. The
+    temporary file is created new (O_EXCL) with the usual permissions (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}-{next(_NAMES)}.tmp{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:  # left by a killed process that had the same id: take the next name
+            continue
     try:
         yield Path(tmp)
         os.replace(tmp, path)
