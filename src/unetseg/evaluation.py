@@ -62,8 +62,8 @@ def summary_lines(m: dict, tta: str = "none") -> list[str]:
     if whole:
         extra = (f", Rand error {whole['rand_error']:.4f}, VI split {whole['vi_split']:.3f} merge "
                  f"{whole['vi_merge']:.3f}" if "rand_error" in whole else "")
-        lines.append(f"whole test files ({whole['files']}, {whole['tile']} px tiles): mean IoU {whole['mean_iou']:.4f}, "
-                     f"pixel error {whole['pixel_error']:.4f}{extra}")
+        lines.append(f"whole test files ({whole['files']}, {whole['tile']} px tiles): mean IoU "
+                     f"{whole['mean_iou']:.4f}, pixel error {whole['pixel_error']:.4f}{extra}")
     return lines
 
 
@@ -162,8 +162,7 @@ def evaluate_files(run_dir: Path, recipe, pairs: list, spec, rt: Runtime, checkp
     rows, t0 = [], time.perf_counter()
     for i, pair in enumerate(pairs):
         image, truth, _ = decode_pair(pair, 0, spec)
-        seg = predictor.segment(ArraySource(image, image.shape[-1], "auto", pair.image))
-        pred = head.classes(seg.keep.probs, cfg.threshold)
+        pred = predictor.segment(ArraySource(image, image.shape[-1], "auto", pair.image)).keep.classes
         acc = accumulator(head)
         for a in (acc, pooled):
             a.update(torch.from_numpy(pred), torch.from_numpy(truth))

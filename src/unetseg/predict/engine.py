@@ -19,7 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -80,9 +80,16 @@ class Stats:
         return self.entropy_bits / self.entropy_pixels if self.entropy_pixels else None
 
 
-# (row index, x0, column index, model-size uint8 pixels or None when all no-data, native valid mask,
-#  model-size valid mask or None when all valid, the pixels' colour statistics (ood.image_features) or None)
-Tile = tuple[int, int, int, "np.ndarray | None", np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+class Tile(NamedTuple):
+    """One window of the grid, read and resized to the model's scale."""
+
+    row: int  # index of its row of tiles
+    x0: int  # first column, in the window's native pixels
+    col: int  # index of its column of tiles
+    pixels: np.ndarray | None  # model-size uint8 pixels; None when all no-data
+    valid: np.ndarray  # native valid mask
+    model_valid: np.ndarray | None  # model-size valid mask; None when all valid
+    features: np.ndarray | None  # the pixels' colour statistics (ood.image_features)
 
 
 def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)) -> Iterator[Tile]:
@@ -92,7 +99,7 @@ def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)) ->
         for c, x0 in enumerate(grid.cols.starts):
             raw, valid = source.read(origin[0] + y0, origin[1] + x0, grid.rows.size, grid.cols.size)
             if not valid.any():
-                yield r, x0, c, None, valid, None, None
+                yield Tile(r, x0, c, None, valid, None, None)
                 continue
             pixels = source.to_uint8(resize_to(raw, mh, mw))  # resize first: scaling touches fewer pixels
             model_valid = None
@@ -100,7 +107,7 @@ def _read_tiles(source: Source, grid: Grid, origin: tuple[int, int] = (0, 0)) ->
                 model_valid = resize_to(valid, mh, mw)
                 pixels = fill_from_nearest(pixels, model_valid)
             features = image_features(pixels[None], None if model_valid is None else model_valid[None])[0]
-            yield r, x0, c, pixels, valid, model_valid, features
+            yield Tile(r, x0, c, pixels, valid, model_valid, features)
 
 
 @dataclass
@@ -198,7 +205,7 @@ class Segmenter:
         iterable one at a time: at most a batch of tiles' images are open at once. `before_model` is called
         before each batch goes through the model.
         """
-        batch: list[tuple[_Active, tuple]] = []
+        batch: list[tuple[_Active, Tile]] = []
         active: deque[_Active] = deque()  # read, not yet finished, in order
         for job in jobs:
             a = self._begin(job)
@@ -210,12 +217,12 @@ class Segmenter:
                 else:
                     tiles = _read_tiles(job.source, a.grid, (a.wy, a.wx)) if a.grid else ()
                 for item in tiles:
-                    if item[3] is not None:  # tiles that are all no-data add nothing
-                        if batch and batch[0][1][3].shape != item[3].shape:
+                    if item.pixels is not None:  # tiles that are all no-data add nothing
+                        if batch and batch[0][1].pixels.shape != item.pixels.shape:
                             self._flush(batch, before_model)
                         batch.append((a, item))
                         a.pending += 1
-                        if len(batch) * item[3].shape[0] * item[3].shape[1] >= self.batch_pixels:
+                        if len(batch) * item.pixels.shape[0] * item.pixels.shape[1] >= self.batch_pixels:
                             self._flush(batch, before_model)
                     bar.update(1)
             a.read = True
@@ -249,12 +256,12 @@ class Segmenter:
 
     def _flush(self, batch: list, before_model: Callable[[], None]) -> None:
         """The batch's tiles through the model, weighted and added to their jobs' blenders."""
-        pixels = np.stack([item[3] for _, item in batch])
+        pixels = np.stack([item.pixels for _, item in batch])
         before_model()
         tm = time.perf_counter()
         probs = self.forward(pixels)
         seconds = time.perf_counter() - tm
-        entropy = _tile_entropy(probs, [item[5] for _, item in batch]) if self.head.binary else None
+        entropy = _tile_entropy(probs, [item.model_valid for _, item in batch]) if self.head.binary else None
         i = 0
         while i < len(batch):  # each job's run of tiles: resized back and weighted in one batched op
             a = batch[i][0]
@@ -264,14 +271,14 @@ class Segmenter:
             if p.shape[-2:] != native:
                 p = F.interpolate(p, size=native, mode="bilinear", align_corners=False)
             a.stats.model_seconds += seconds * len(group) / len(batch)
-            a.stats.features.extend(item[6] for item in group)
+            a.stats.features.extend(item.features for item in group)
             if entropy is not None:
                 a.stats.entropy_bits += float(entropy[0][i:j].sum())
                 a.stats.entropy_pixels += int(entropy[1][i:j].sum())
             a.stats.model_tiles += len(group)
             a.pending -= len(group)
             if a.blender is None:  # one tile: its weights are exactly 1 (x / x), there is nothing to blend
-                a.emit((0, p[0].numpy(), group[0][4]))
+                a.emit((0, p[0].numpy(), group[0].valid))
             else:
                 self._blend(a, group, p)
             i = j
@@ -280,13 +287,13 @@ class Segmenter:
     @staticmethod
     def _blend(a: "_Active", group: list, p: torch.Tensor) -> None:
         """A job's run of native-size tile probabilities, weighted in one batched op, into its blender."""
-        wy = torch.from_numpy(np.stack([a.grid.rows.weights[item[0]] for item in group]))
-        wx = torch.from_numpy(np.stack([a.grid.cols.weights[item[2]] for item in group]))
+        wy = torch.from_numpy(np.stack([a.grid.rows.weights[item.row] for item in group]))
+        wx = torch.from_numpy(np.stack([a.grid.cols.weights[item.col] for item in group]))
         planes = (p * (wy[:, None, :, None] * wx[:, None, None, :])).numpy()
-        for (r, x0, _, _, valid, _, _), plane in zip(group, planes):
-            while a.blender.row < r:  # every tile of the rows above is in: hand them over
+        for item, plane in zip(group, planes):
+            while a.blender.row < item.row:  # every tile of the rows above is in: hand them over
                 a.emit()
-            a.blender.add_weighted(plane, x0, valid)
+            a.blender.add_weighted(plane, item.x0, item.valid)
 
     def _finish_ready(self, active: "deque[_Active]") -> None:
         """Finish the jobs at the front whose tiles are all read and through the model."""

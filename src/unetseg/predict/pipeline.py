@@ -45,11 +45,12 @@ READ_AHEAD_PIXELS = 1 << 26  # or as many as hold 67 megapixels (then one at a t
 
 
 class Helpers:
-    """Two threads for the work around the model (decoding the next images, encoding and writing the finished
-    ones), held still while the model runs: `settle` (called before each batch) waits for whatever they
-    have in hand. On 2 cores the model's OpenMP threads lose a core to any concurrent work and then wait at
-    every barrier, so overlapping the two was no faster than taking turns; between batches the helpers (Pillow
-    and zlib work without Python's lock) and the main thread share the cores (bench/predict_folder.py)."""
+    """Two threads for the work around the model (decoding the next images and cutting their tiles; class maps,
+    figures and files of the finished ones), held still while the model runs: `settle` (called before each
+    batch) waits for whatever they have in hand. On 2 cores the model's OpenMP threads lose a core to any
+    concurrent work and then wait at every barrier, so running beside the model was slower than taking turns
+    (62 against 73 img/s, bench/predict_folder.py); between batches the helpers (Pillow, zlib and most of
+    NumPy work without Python's lock) and the main thread share the cores."""
 
     def __init__(self, threads: int = 2):
         self.pool = ThreadPoolExecutor(threads, "unetseg-helper")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
-import io
 import json
 import re
 import tempfile
