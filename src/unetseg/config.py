@@ -90,6 +90,7 @@ class Recipe:
     split_seed: int = 42  # which files (and scenes) are test and validation: fixed, so --seed N compares models
     mask_threshold: int = 128
     augment: AugmentConfig | None = None
+    chip_augment: AugmentConfig | None = None  # with scene crops: the chips' own augmentation (None: `augment`)
     # scenes beside the chips (`train --scenes`): random crops at a stated ground scale, mixed into every epoch
     scene_ratio: float = 0.0  # scene crops per training chip in each epoch; 0 = chips only
     model_gsd: float | None = None  # metres on the ground per model pixel in the scene crops
@@ -113,8 +114,11 @@ class Recipe:
         model = ModelConfig(**d.pop("model", {}))
         aug = d.pop("augment", None)
         augment = AugmentConfig(**aug) if isinstance(aug, dict) else aug
+        chip_aug = d.pop("chip_augment", None)
+        chip_augment = AugmentConfig(**chip_aug) if isinstance(chip_aug, dict) else chip_aug
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(model=model, augment=augment, **{k: v for k, v in d.items() if k in known})
+        return cls(model=model, augment=augment, chip_augment=chip_augment,
+                   **{k: v for k, v in d.items() if k in known})
 
 
 def _seed() -> Recipe:
@@ -174,6 +178,7 @@ def _general() -> Recipe:
     r.augment = AugmentConfig(brightness=0.3, contrast=0.3, saturation=0.4, hue=0.05, gamma=(0.6, 1.7),
                               channel_gain=0.15, haze=0.45, blur_p=0.2, blur_sigma=(0.1, 1.5), jpeg=(30, 95),
                               noise_std=0.02)
+    r.chip_augment = AugmentConfig()  # the chips keep the improved recipe's milder colour changes
     return r
 
 

@@ -201,6 +201,8 @@ class Context:
     augment: nn.Module | None
     log: Callable[[str], None]
     progress: bool
+    chip_augment: nn.Module | None = None  # for the first n_chips images of an epoch, when scene crops follow
+    n_chips: int = 0
 
     @property
     def per_batch(self) -> bool:
@@ -221,7 +223,7 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
         y = masks[idx].to(ctx.rt.device)
         w = None if weights is None else weights[idx].to(ctx.rt.device).float()
         if ctx.augment is not None:
-            x, y, w = ctx.augment(x, y, w) if w is not None else (*ctx.augment(x, y), None)
+            x, y, w = augment_batch(ctx, x, y, w, idx)
         with ctx.rt.autocast():
             logits = ctx.net(x)
         loss = loss_fn(logits, y, recipe.loss, ctx.head, w)
@@ -249,6 +251,19 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
             raise Interrupted(interrupted_message(ctx.run_dir, st.epoch, step + 1, len(batches)))
     bar.close()
     return len(batches)
+
+
+def augment_batch(ctx: Context, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
+                  idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The batch augmented; with a chip augmentation, the chips (indices below n_chips) get theirs and the scene
+    crops the recipe's, and the batch comes back chips first (the order within a batch does not matter)."""
+    if w is not None:
+        return ctx.augment(x, y, w)
+    if ctx.chip_augment is None:
+        return (*ctx.augment(x, y), None)
+    chip = (idx < ctx.n_chips).to(x.device)
+    parts = [aug(x[rows], y[rows]) for aug, rows in ((ctx.chip_augment, chip), (ctx.augment, ~chip)) if rows.any()]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), None
 
 
 def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, started: float, board: Any) -> bool:
@@ -321,7 +336,10 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
 
         net = DistributedDataParallel(st.model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     augment = Augment(recipe.augment, recipe.model.in_channels).to(rt.device) if recipe.augment else None
-    ctx = Context(net, head_of(recipe.model), recipe, rt, world, run_dir, augment, log, progress and world.main)
+    chip_augment = Augment(recipe.chip_augment, recipe.model.in_channels).to(rt.device) \
+        if recipe.augment and recipe.chip_augment and extra is not None else None
+    ctx = Context(net, head_of(recipe.model), recipe, rt, world, run_dir, augment, log, progress and world.main,
+                  chip_augment, len(train_chips.stems))
     log(f"model {recipe.model.name}: {count_parameters(st.model):,} parameters; {rt.describe()}")
     more = f" + {extra_count} scene crops per epoch" if extra is not None else ""
     log(f"train {len(train_chips.stems)} chips{more}, validate {len(val_chips.stems)}, "
