@@ -80,3 +80,25 @@ def test_d4_tta_is_equivariant_and_unknown_modes_are_refused():
     assert len(tta_views("d4")) == 8 and len(tta_views("flips")) == 4
     with pytest.raises(ValueError, match="unknown test-time augmentation 'x'"):
         tta_views("x")
+
+
+def test_chips_and_scene_crops_get_their_own_augmentation():
+    from types import SimpleNamespace
+
+    from unetseg.training import augment_batch
+
+    torch.manual_seed(2)
+    none = AugmentConfig(flips=False, rot90=False, scale=None, **GEOMETRIC_ONLY)
+    veil = AugmentConfig(flips=False, rot90=False, scale=None, haze=0.9, haze_p=1.0, **GEOMETRIC_ONLY)
+    ctx = SimpleNamespace(augment=Augment(veil), chip_augment=Augment(none), n_chips=10)
+    x = torch.rand(6, 3, 16, 16) * 0.2  # dark images: the veil brightens every pixel it touches
+    y = torch.arange(6)[:, None, None].expand(6, 16, 16).contiguous()  # each image's label = its row
+    idx = torch.tensor([12, 3, 15, 7, 11, 0])  # rows 1, 3, 5 are chips (index < 10)
+    xa, ya, w = augment_batch(ctx, x, y, None, idx)
+    assert w is None and xa.shape == x.shape
+    assert ya[:, 0, 0].tolist() == [1, 3, 5, 0, 2, 4]  # chips first, then the crops, each with its own label
+    assert torch.equal(xa[:3], x[[1, 3, 5]])  # the chips' augmentation changes nothing here
+    assert (xa[3:] > x[[0, 2, 4]]).all()  # the crops got the veil
+    ctx.chip_augment = None  # no chip augmentation: everything gets the recipe's, in order
+    xa, ya, _ = augment_batch(ctx, x, y, None, idx)
+    assert ya[:, 0, 0].tolist() == list(range(6)) and (xa > x).all()
