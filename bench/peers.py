@@ -12,10 +12,14 @@ the threads and what each framework used, the machine's matmul peak (2048 and 40
 bf16), and unetseg / Keras per cell. Goals: unetseg >= Keras in every cell, >= 1.2x in bf16 inference
 and fp32 training.
 
+The speed of a shared VM drifts by 1.5-2x within minutes, so the whole table is measured --rounds times,
+each cell's two frameworks back to back (their order swapped every round), and the ratio is the median of
+the rounds' ratios.
+
 Installs nothing by default: without TensorFlow it says how to get it and times unetseg alone.
 
     pip install -e '.[peers]'      # tensorflow-cpu 2.21 and keras 3, pinned; never in make test or CI
-    python bench/peers.py [--steps 5] [--warmup 2] [--json out.json]
+    python bench/peers.py [--steps 5] [--warmup 2] [--rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ def keras_unet():
 
 
 def cell_keras(precision: str, task: str, steps: int, warmup: int) -> dict:
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
@@ -70,9 +74,9 @@ def cell_keras(precision: str, task: str, steps: int, warmup: int) -> dict:
     y = (np.random.default_rng(1).random((BATCH, SIZE, SIZE, 1)) > 0.5).astype(np.float32)
     if task == "train":
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
-        run = lambda: model.train_on_batch(x, y)  # noqa: E731
+        run = lambda: model.train_on_batch(x, y)
     else:
-        run = lambda: model.predict_on_batch(x)  # noqa: E731
+        run = lambda: model.predict_on_batch(x)
     seconds = _time(run, steps, warmup)
     return {"img_s": BATCH / seconds, "parameters": model.count_params(),
             "used": f"TensorFlow {tf.__version__}, Keras {keras.__version__}, policy "
@@ -129,7 +133,7 @@ def child(framework: str, precision: str, task: str, steps: int, warmup: int) ->
     """One cell, measured in a fresh process."""
     cmd = [sys.executable, __file__, "--cell", framework, precision, task, "--steps", str(steps), "--warmup",
            str(warmup)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
     if r.returncode:
         return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -151,6 +155,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="times each cell is measured, Keras and unetseg back "
+                    "to back (this machine's speed drifts: compare within a round)")
     ap.add_argument("--json")
     ap.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -169,35 +175,56 @@ def main() -> None:
         print("TensorFlow/Keras are not installed: pip install -e '.[peers]' (tensorflow-cpu 2.21, keras 3) to "
               "compare; unetseg alone follows")
     frameworks = ["keras", "unetseg"] if have_keras else ["unetseg"]
-    results: dict = {}
+    results: dict = {}  # (framework, task, precision) -> img/s of each round
     used: dict = {}
-    for task in TASKS:
-        for precision in ("fp32", "bf16"):
-            for fw in frameworks:
-                if task == "infer-compiled" and fw == "keras":  # Keras' predict_on_batch is one graph already
-                    results[(fw, task, precision)] = results[(fw, "infer", precision)]
-                    continue
-                r = child(fw, precision, task, args.steps, args.warmup)
-                results[(fw, task, precision)] = r
-                used.setdefault(f"{fw} {precision}", r.get("used") or r.get("error"))
+    for r in range(args.rounds):  # each cell's frameworks back to back, the order swapped every round
+        order = frameworks if r % 2 == 0 else frameworks[::-1]
+        for task in TASKS:
+            for precision in ("fp32", "bf16"):
+                for fw in order:
+                    if task == "infer-compiled" and fw == "keras":  # Keras' predict_on_batch is one graph already
+                        continue
+                    out = child(fw, precision, task, args.steps, args.warmup)
+                    results.setdefault((fw, task, precision), []).append(out.get("img_s"))
+                    used.setdefault(f"{fw} {precision}", out.get("used") or out.get("error"))
     for k, v in used.items():
         print(f"{k}: {v}")
-    print(f"\n{'cell':<20} " + " ".join(f"{fw + ' img/s':>14}" for fw in frameworks)
+    print(f"\n{args.rounds} round(s); img/s: median over the rounds; unetseg/keras: median of each round's ratio "
+          "(min-max)")
+    print(f"{'cell':<20} " + " ".join(f"{fw + ' img/s':>14}" for fw in frameworks)
           + (f" {'unetseg/keras':>14}" if have_keras else ""))
-    table = []
-    for task in TASKS:
-        for precision in ("fp32", "bf16"):
-            vals = [results[(fw, task, precision)].get("img_s") for fw in frameworks]
-            line = f"{task + ' ' + precision:<20} " + " ".join(f"{v:14.2f}" if v else f"{'error':>14}" for v in vals)
-            ratio = vals[1] / vals[0] if have_keras and all(vals) else None
-            if ratio:
-                line += f" {ratio:13.2f}x"
-            print(line)
-            table.append({"task": task, "precision": precision, **{fw: v for fw, v in zip(frameworks, vals)},
-                          "ratio": ratio})
+    table = summarise(results, frameworks)
+    for row in table:
+        vals = [row[fw] for fw in frameworks]
+        line = f"{row['task'] + ' ' + row['precision']:<20} " + " ".join(
+            f"{v:14.2f}" if v else f"{'error':>14}" for v in vals)
+        if row["ratio"]:
+            line += f" {row['ratio']:13.2f}x ({min(row['ratios']):.2f}-{max(row['ratios']):.2f})"
+        print(line)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_model(), "cells": table, "used": used}, f, indent=1)
+
+
+def summarise(results: dict, frameworks: list[str]) -> list[dict]:
+    """One row per cell from {(framework, task, precision): [img/s of each round]}: median img/s of each
+    framework, and the median of the rounds' unetseg / Keras ratios (infer-compiled against Keras' infer)."""
+    table = []
+    for task in TASKS:
+        for precision in ("fp32", "bf16"):
+            runs = [results[(fw, "infer" if task == "infer-compiled" and fw == "keras" else task, precision)]
+                    for fw in frameworks]
+            ratios = [u / k for k, u in zip(*runs) if k and u] if len(frameworks) == 2 else []
+            table.append({"task": task, "precision": precision, **{fw: _median(v) for fw, v in zip(frameworks, runs)},
+                          "ratio": statistics.median(ratios) if ratios else None, "ratios": ratios,
+                          "rounds": dict(zip(frameworks, runs))})
+    return table
+
+
+def _median(values: list) -> float | None:
+    """Median of the rounds that gave a figure (None if none did)."""
+    ok = [v for v in values if v]
+    return statistics.median(ok) if ok else None
 
 
 if __name__ == "__main__":

@@ -53,3 +53,28 @@ def test_peers_bench_times_unetseg_without_tensorflow_installed():
     cell = json.loads(r.stdout.strip().splitlines()[-1])
     assert cell["img_s"] > 0 and cell["parameters"] == 8_639_745  # the seed's U-Net, as SEED.md counts it
     assert "fp32" in cell["used"] and "threads" in cell["used"]
+
+
+def test_peers_bench_compares_the_frameworks_round_by_round():
+    """The ratio is the median of each round's unetseg / Keras ratio: a round where the machine slowed down
+    for both does not count against either; infer-compiled stands against Keras' one inference figure."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[1] / "bench" / "peers.py")
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    results = {}
+    for task in ("train", "infer", "infer-compiled"):
+        for precision in ("fp32", "bf16"):
+            results[("unetseg", task, precision)] = [10.0, 4.0, 9.0]  # round 2: the machine at half speed...
+            if task != "infer-compiled":
+                results[("keras", task, precision)] = [8.0, 2.0, None]  # ...and Keras failed in round 3
+    rows = {(r["task"], r["precision"]): r for r in peers.summarise(results, ["keras", "unetseg"])}
+    assert len(rows) == 6
+    row = rows[("train", "fp32")]
+    assert row["ratios"] == [1.25, 2.0] and row["ratio"] == 1.625
+    assert row["keras"] == 5.0 and row["unetseg"] == 9.0  # medians of the rounds that gave a figure
+    assert rows[("infer-compiled", "bf16")]["ratios"] == [1.25, 2.0]
+    alone = peers.summarise({k: v for k, v in results.items() if k[0] == "unetseg"}, ["unetseg"])
+    assert all(r["ratio"] is None and r["unetseg"] == 9.0 for r in alone)
