@@ -13,24 +13,52 @@ from typing import Iterator
 _NAMES = itertools.count()  # temporary names: this process's id and a counter (next() is atomic)
 
 
+def _create_temp(path: Path) -> tuple[str, int]:
+    """A new temporary file beside `path` (O_EXCL, 0666 less the umask; the folder made if missing): its name and
+    an open descriptor. Named by this process's id and a counter, so threads never collide."""
+    folder = str(path.parent)
+    while True:
+        tmp = os.path.join(folder, f".{path.name}.{os.getpid()}-{next(_NAMES)}.tmp{path.suffix}")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # left by a killed process that had the same id: take the next name
+            continue
+        except FileNotFoundError:  # the folder is missing (checked only then: one call less per file)
+            if path.parent.is_dir():
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to `path` only if the block succeeds. The
     temporary file is created new (O_EXCL) with the usual permissions (0666 less the umask)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{os.getpid()}-{next(_NAMES)}.tmp{path.suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:  # left by a killed process that had the same id: take the next name
-            continue
+    tmp, fd = _create_temp(path)
+    os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_files_atomic(files: dict[Path, bytes]) -> None:
+    """Each file's bytes into a temporary beside it, then every one renamed into place: all or none (the
+    renames come last). Plain system calls: many small outputs (a folder of images) pay little per file."""
+    written: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            tmp, fd = _create_temp(path)
+            written.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        for tmp, path in written:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in written:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -48,8 +76,7 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    write_files_atomic({Path(path): data})
 
 
 @contextmanager
