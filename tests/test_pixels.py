@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import rasterio
 from PIL import Image
 
@@ -77,3 +79,43 @@ def test_a_runs_value_range_is_recorded_and_used_by_predict_serve_and_the_api(sy
     probs_array, _ = model.predict(raw)
     keep = model._predictor.segment(model._predictor.open(tmp_path / "a.npy")).keep
     assert np.array_equal(probs_array, keep.probs[0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(2, 70), w=st.integers(2, 70), quality=st.integers(20, 100),
+       subsampling=st.sampled_from([0, 1, 2]), progressive=st.booleans(), seed=st.integers(0, 2**16))
+def test_colour_jpegs_decode_to_pillows_pixels(tmp_path_factory, h, w, quality, subsampling, progressive, seed):
+    """Colour JPEGs skip Pillow (simplejpeg: faster, and without Python's lock) with exactly Pillow's pixels,
+    whatever the size, quality, chroma subsampling (4:4:4, 4:2:2, 4:2:0) or progressive coding."""
+    from unetseg.data.files import read_rgb_jpeg
+    from unetseg.data.sources import ImageSource
+
+    path = tmp_path_factory.mktemp("jpg") / "x.jpg"
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(rng.integers(-20, 21, (h, w, 3)), axis=1) % 256  # photo-like gradients, not only noise
+    Image.fromarray(smooth.astype(np.uint8)).save(path, quality=quality, subsampling=subsampling,
+                                                  progressive=progressive)
+    fast = read_rgb_jpeg(path)
+    assert fast is not None and np.array_equal(fast, np.asarray(Image.open(path).convert("RGB")))
+    assert np.array_equal(ImageSource(path, 3).pixels, fast)
+
+
+def test_other_jpegs_and_broken_ones_are_left_to_pillow(tmp_path):
+    from unetseg.data.files import read_rgb_jpeg
+    from unetseg.data.sources import ImageSource
+    from unetseg.errors import DataError
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (20, 30), dtype=np.uint8)).save(tmp_path / "grey.jpg")
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "png.jpg", format="PNG")
+    whole = tmp_path / "whole.jpg"
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(whole, quality=90)
+    (tmp_path / "cut.jpg").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    for name in ("grey.jpg", "cmyk.jpg", "png.jpg", "cut.jpg"):
+        assert read_rgb_jpeg(tmp_path / name) is None, name
+    assert ImageSource(tmp_path / "grey.jpg", 3).pixels.shape == (20, 30, 3)  # Pillow: grey to RGB
+    assert np.array_equal(ImageSource(tmp_path / "cmyk.jpg", 3).pixels,
+                          np.asarray(Image.open(tmp_path / "cmyk.jpg").convert("RGB")))
+    with pytest.raises(DataError, match="cut.jpg: corrupt or truncated image"):
+        ImageSource(tmp_path / "cut.jpg", 3)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError, first_line
 from ..pixels import default_range, to_model_range
-from .files import HIGH_DEPTH_MODES, check_not_empty, load_npy, natural_key, open_image
+from .files import HIGH_DEPTH_MODES, check_not_empty, load_npy, natural_key, open_image, read_rgb_jpeg
 
 PLAIN_EXTS = (".jpg", ".jpeg", ".png", ".npy")
 # read with GDAL (rasterio) window by window; a file given by name is tried with GDAL whatever its suffix
@@ -162,12 +162,16 @@ class ArraySource(Source):
 
 
 class ImageSource(ArraySource):
-    """A JPG or PNG decoded whole with Pillow. Colour images as RGB, or as grey for a one-channel model (colour
+    """A JPG or PNG decoded whole (colour JPEGs by simplejpeg, the same pixels; the rest by Pillow). Colour images as RGB, or as grey for a one-channel model (colour
     images converted, and said so); transparent pixels are no-data (an alpha channel at 0, and a PNG's
     transparent palette entries or colour key, tRNS); 16-bit and float images as grey values through the value
     range, like a raster of that type."""
 
     def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto"):
+        fast = read_rgb_jpeg(path) if channels == 3 else None
+        if fast is not None:  # the common case (photos, the chips): no Pillow image at all
+            super().__init__(fast, channels, value_range, path, None)
+            return
         img = open_image(path)
         notes = []
         transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info

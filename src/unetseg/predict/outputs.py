@@ -187,14 +187,15 @@ def probability_pixels(prob: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def overlay_png(rgb: np.ndarray, water: np.ndarray, valid: np.ndarray, alpha: float = 0.5) -> Image.Image:
     """The image with water tinted blue and no-data greyed out: the whole image tinted through a lookup table
-    (Image.point: 0.6 against 0.85 ms for Image.blend with a solid image, 470-px chips), then composited
-    through a 0/255 mask (a paste through an `alpha` mask blends every pixel: slower)."""
-    image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8), "RGB")
+    (Image.point: 0.6 against 0.85 ms for Image.blend with a solid image, 470-px chips), then pasted in place
+    through a 0/255 mask (a paste through an `alpha` mask blends every pixel: slower; Image.composite copies
+    the whole image first)."""
+    image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8), "RGB")  # a copy of its own: painted in place
     water_rgb = tuple(int(v) for v in WATER_RGB)
     for colour, where, a in ((water_rgb, water & valid, alpha), ((128, 128, 128), ~valid, 0.5)):
         if where.any():
-            image = Image.composite(image.point(_tint_table(colour, a)), image,
-                                    Image.fromarray(where.view(np.uint8) * np.uint8(255)))
+            mask = Image.fromarray(where.view(np.uint8) * np.uint8(255))
+            image.paste(image.point(_tint_table(colour, a)), None, mask)
     return image
 
 

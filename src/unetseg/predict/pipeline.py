@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
 import time
 from collections import deque
@@ -544,11 +543,16 @@ def save_image(img: Image.Image | np.ndarray, path: Path) -> None:
 def image_bytes(img: Image.Image | np.ndarray, suffix: str) -> bytes:
     """A picture output's file by its suffix: masks and probabilities (grey arrays) as PNG (lossless;
     png_bytes), overlays as JPEG (a 0.27-megapixel overlay: 1 ms as JPEG against 44 ms as a PNG five times its
-    size)."""
+    size). JPEGs go through simplejpeg (libjpeg-turbo, quality 90, 4:2:0 as Pillow's default): Pillow's encoder
+    holds Python's lock, so two helper threads encoded no faster than one (483 against 499 overlays/s of 400 px);
+    simplejpeg releases it (1050/s on two threads)."""
     if suffix.lower() in (".jpg", ".jpeg"):
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=90)
-        return buf.getvalue()
+        import simplejpeg
+
+        if isinstance(img, Image.Image):
+            img = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+        rgb = np.ascontiguousarray(img)
+        return simplejpeg.encode_jpeg(rgb, quality=90, colorspace="RGB", colorsubsampling="420")
     return png_bytes(img)
 
 
