@@ -565,7 +565,7 @@ def ship(
 
     Then pin the printed SHA-256 in unetseg/zoo.py's SHIPPED.
 
-    Example: unetseg ship runs/general-s42 --name water --version 1
+    Example: unetseg ship runs/general-v3-s42 --name water --version 2
     """
     from .shipping import ship as do_ship
 

@@ -38,7 +38,7 @@ def evaluate_chips(model, chips: Chips, rt: Runtime, batch_size: int = 32, thres
     head = head or Head(probs.shape[1])
     pred = to_classes(probs, threshold, head)
     acc = accumulator(head)
-    acc.update(torch.from_numpy(pred), torch.from_numpy(np.asarray(chips.masks)))
+    acc.update(torch.from_numpy(pred), torch.from_numpy(np.array(chips.masks)))  # a copy: the cache is read-only
     scores = acc.scores(class_names)
     scores["tta"] = tta
     scores["inference_images_per_s"] = round(len(chips.stems) / max(seconds, 1e-9), 2)

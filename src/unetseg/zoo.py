@@ -15,7 +15,7 @@ from .errors import DataError
 
 # name -> (folder inside the package, SHA-256 of its best.safetensors)
 SHIPPED: dict[str, tuple[str, str]] = {
-    "water": ("water-v1", "986963937840283727ed556e5ac3a34e9a8d4a90e1390b7ecb0a475178560259"),
+    "water": ("water-v2", "f5201cdeb801f3d76cfbea4fd221fc0271c26906612eadc01a7b61d9b07c199f"),
 }
 MAX_BYTES = 5 * 1024 * 1024
 
