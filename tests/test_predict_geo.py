@@ -318,6 +318,9 @@ def test_mask_is_a_valid_cog_and_the_summary_lists_outputs_as_an_array(tiny_run,
         assert m.descriptions[0].startswith("class")
     row = summary(out)[0]
     assert row["outputs"] == [str(out / "big_mask.tif"), str(out / "big_water.geojson")]
+    # the listed outputs and the summary, nothing else (the tiled GeoTIFF behind the COG is a temporary)
+    assert sorted(p.name for p in out.iterdir()) == ["big_mask.tif", "big_water.geojson", "predictions.csv",
+                                                     "predictions.json"]
     csv_row = (out / "predictions.csv").read_text().splitlines()[1]
     assert f"{out / 'big_mask.tif'}; {out / 'big_water.geojson'}" in csv_row
 

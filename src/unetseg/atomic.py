@@ -44,6 +44,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def scratch_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside `path` for an intermediate result: removed at the end, whatever happens."""
+    tmp, fd = _create_temp(Path(path))
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_files_atomic(files: dict[Path, bytes]) -> None:
     """Each file's bytes into a temporary beside it, then every one renamed into place: all or none (the
     renames come last). Plain system calls: many small outputs (a folder of images) pay little per file."""

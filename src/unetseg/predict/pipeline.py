@@ -20,8 +20,8 @@ from ..config import ModelConfig, PredictConfig, Recipe
 from ..errors import DataError, ReportedElsewhere
 from ..data.spec import DatasetSpec
 from ..data.folder import median_chip_scale, scan_folder
-from ..atomic import atomic_path, check_new_file, output_file, write_csv_atomic, write_files_atomic, \
-    write_text_atomic
+from ..atomic import atomic_path, check_new_file, output_file, scratch_path, write_csv_atomic, \
+    write_files_atomic, write_text_atomic
 from ..head import head_of
 from ..runfolder import RunFolder
 from ..distributed import World
@@ -473,7 +473,7 @@ class Predictor:
         totals = {"area": 0.0, "polygons": 0}
         with ExitStack() as stack:
             tmp_mask = stack.enter_context(atomic_path(paths["mask"]))
-            tiled = stack.enter_context(atomic_path(paths["mask"].with_name(paths["mask"].stem + ".tiled.tif")))
+            tiled = stack.enter_context(scratch_path(paths["mask"].with_name(paths["mask"].stem + ".tiled.tif")))
             writer = GeoTiffWriter(tiled, source.height, source.width, source.crs, source.transform,
                                    cfg.probabilities, {**self.tags, "unetseg_scale": f"{scale[0]:.6g}"})
             stack.callback(writer.close)
