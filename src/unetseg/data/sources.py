@@ -162,10 +162,10 @@ class ArraySource(Source):
 
 
 class ImageSource(ArraySource):
-    """A JPG or PNG decoded whole (colour JPEGs by simplejpeg, the same pixels; the rest by Pillow). Colour images as RGB, or as grey for a one-channel model (colour
-    images converted, and said so); transparent pixels are no-data (an alpha channel at 0, and a PNG's
-    transparent palette entries or colour key, tRNS); 16-bit and float images as grey values through the value
-    range, like a raster of that type."""
+    """A JPG or PNG decoded whole (colour JPEGs by simplejpeg, with Pillow's pixels; the rest by Pillow). Colour
+    images as RGB, or as grey for a one-channel model (colour images converted, and said so); transparent
+    pixels are no-data (an alpha channel at 0, and a PNG's transparent palette entries or colour key, tRNS);
+    16-bit and float images as grey values through the value range, like a raster of that type."""
 
     def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto"):
         fast = read_rgb_jpeg(path) if channels == 3 else None
