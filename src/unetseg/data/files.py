@@ -65,42 +65,54 @@ def read_rgb_jpeg(path: Path) -> np.ndarray | None:
     """(H, W, 3) uint8 pixels of a colour JPEG decoded by simplejpeg, or None for anything else (then Pillow reads
     it, and says what is wrong with a broken file). The same pixels as Pillow (both libjpeg-turbo with the
     accurate DCT and smooth upsampling: identical on all 2841 water-bodies chips and the Earth Surface Water
-    scenes), twice as fast, and without holding Python's lock, which Pillow's conversion to an array does."""
+    scenes), twice as fast, and without holding Python's lock, which Pillow's conversion to an array does.
+    The file is read once: its header (size, colour space) comes from the same bytes."""
     if path.suffix.lower() not in (".jpg", ".jpeg"):
         return None
-    with _checked_header(path) as img:
-        if img.format != "JPEG" or img.mode != "RGB":
-            return None
-        size = img.size
+    check_not_empty(path)
+    data = path.read_bytes()
     try:
         import simplejpeg
 
-        pixels = simplejpeg.decode_jpeg(path.read_bytes(), colorspace="RGB")
-    except Exception:  # noqa: BLE001 - any trouble: Pillow's path decides and reports it
+        h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except Exception:  # noqa: BLE001 - not a JPEG simplejpeg reads: Pillow's path decides and reports it
         return None
-    return pixels if pixels.shape == (size[1], size[0], 3) else None
+    if colorspace not in ("YCbCr", "RGB"):  # grey, CMYK, YCCK: Pillow converts them
+        return None
+    _check_size(path, w, h)
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except Exception:  # noqa: BLE001 - a broken file: Pillow's path reports it
+        return None
+    return pixels if pixels.shape == (h, w, 3) else None
 
 
 def _checked_header(path: Path) -> Image.Image:
     """The image opened (header only) after checking that it is not empty and not too large to decode."""
     check_not_empty(path)
-    limit = image_pixel_limit()
     try:
         img = open_header(path)
     except UnidentifiedImageError as e:
         raise DataError(f"{path}: not a readable image ({first_line(e)})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: corrupt or truncated image ({first_line(e)})") from None
-    w, h = img.size
-    if w * h > limit:  # refuse before a single pixel is decoded
+    try:
+        _check_size(path, *img.size)
+    except DataError:
         img.close()
+        raise
+    return img
+
+
+def _check_size(path: Path, w: int, h: int) -> None:
+    """Refuse an image too large to decode (decompression bombs) or smaller than MIN_SIDE px a side."""
+    limit = image_pixel_limit()
+    if w * h > limit:  # refuse before a single pixel is decoded
         raise DataError(f"{path}: {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} that guards "
                         "against decompression bombs; if you trust the file, raise it with "
                         f"UNETSEG_MAX_IMAGE_PIXELS={w * h}, or make it a tiled GeoTIFF (read window by window)")
-    if min(img.size) < MIN_SIDE:
-        img.close()
+    if min(w, h) < MIN_SIDE:
         raise DataError(f"{path}: image is {w}x{h} px, smaller than {MIN_SIDE} px on a side")
-    return img
 
 
 def load_npy(path: Path) -> np.ndarray:
