@@ -200,6 +200,53 @@ def test_water_index_with_otsu_finds_the_water_of_a_multiband_scene(tmp_path, me
     assert bad.returncode == 2 and "needs green and" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_an_index_threshold_never_falls_below_zero_so_a_scene_without_water_stays_dry(tmp_path):
+    """Otsu splits any histogram in two: on dry land (two kinds of field, every MNDWI below 0) the floor at 0
+    keeps the index from calling half of it water."""
+    rng = np.random.default_rng(3)
+    half = np.arange(150)[None, :] < 75
+    green = np.where(half, 800, 1200) + rng.integers(0, 100, (120, 150))
+    swir = np.where(half, 1500, 2600) + rng.integers(0, 200, (120, 150))
+    path = write_tif(tmp_path / "dry.tif", np.stack([green - 100, green, green + 50, swir]).astype(np.uint16))
+    with rasterio.open(path, "r+") as ds:
+        for i, n in enumerate(["B02", "B03", "B04", "B11"], 1):
+            ds.set_band_description(i, n)
+    from unetseg.predict.index import otsu_threshold, water_index
+
+    raw = np.stack([green, swir], -1)
+    assert water_index(raw, 0).max() < 0 < (water_index(raw, 0) < otsu_threshold(water_index(raw, 0))).mean()
+    r = unetseg("predict", "--method", "mndwi", path, "--out", tmp_path / "out", "-q")
+    assert r.returncode == 0, r.stderr
+    row = json.loads((tmp_path / "out" / "predictions.json").read_text())["inputs"][0]
+    assert row["water_fraction"] == 0
+
+
+def test_unet_plus_index_is_water_where_either_the_model_or_the_index_finds_it(tiny_run, tmp_path):
+    path, water = four_band_scene(tmp_path, offset=1000)
+    masks = {}
+    for method in ("unet", "mndwi", "unet+mndwi"):
+        out = tmp_path / method
+        args = (tiny_run,) if method != "mndwi" else ()
+        r = unetseg("predict", "--method", method, *args, path, "--out", out, "--value-range", "1000,5000", "-q")
+        assert r.returncode == 0, r.stderr
+        with rasterio.open(out / "s2_mask.tif") as m:
+            masks[method] = m.read(1) == 1
+            if method != "mndwi":
+                assert m.tags()["unetseg_method"] == method
+    fused, unet, index = masks["unet+mndwi"], masks["unet"], masks["mndwi"]
+    assert (fused == (unet | index)).all()
+    assert (index & ~unet).any() and (fused != unet).any()  # the index adds water the model missed
+    rgb = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(rgb)
+    bad = unetseg("predict", tiny_run, rgb, "--method", "unet+mndwi", "--out", tmp_path / "o2")
+    assert bad.returncode == 2 and "needs green and swir1 bands" in bad.stderr and "Traceback" not in bad.stderr
+    from unetseg import load
+    from unetseg.errors import DataError
+
+    with pytest.raises(DataError, match="needs green and swir1 bands.*not an array"):
+        load(tiny_run, method="unet+mndwi").predict(np.zeros((40, 40, 3), np.uint8))
+
+
 # --- unlike the training data ----------------------------------------------------------------------------------
 
 
@@ -239,6 +286,37 @@ def test_the_esw_validation_yaml_is_the_general_recipes_scene_split():
     val = split_scenes(names, r.scene_val, r.split_seed)["val"]
     listed = yaml.safe_load((REPO / "configs" / "esw-val.yaml").read_text())["scenes"]
     assert sorted(Path(s["image"]).stem for s in listed) == sorted(val)
+
+
+@pytest.mark.realdata
+def test_the_shipped_model_with_mndwi_finds_the_flooded_fields_the_model_alone_misses(tmp_path):
+    """The three real Sentinel-2 scenes (validation only): the RGB model misses Spain's flooded fields; with
+    MNDWI beside it (unet+mndwi) every scene reaches issue 13's goal. Scored independently of evaluate's
+    metrics: the mask GeoTIFFs of predict against the label rasters."""
+    import yaml
+
+    root = shared_dataset("real-scenes", "UNETSEG_REAL_SCENES")
+    listed = yaml.safe_load((REPO / "configs" / "real-scenes.yaml").read_text())["scenes"]
+    goals = {"Spain_7370579": 0.5, "accra": 0.85, "limassol": 0.6}
+    iou = {}
+    for s in listed:
+        vr = ",".join(str(v) for v in s.get("value_range", [])) or "auto"
+        out = tmp_path / s["name"]
+        for method in ("unet", "unet+mndwi"):
+            r = unetseg("predict", "water", root / s["image"], "--method", method, "--value-range", vr,
+                        "--vectors", "none", "--out", out / method, "-q")
+            assert r.returncode == 0, r.stderr
+            with rasterio.open(out / method / (Path(s["image"]).stem + "_mask.tif")) as m:
+                pred = m.read(1)
+            with rasterio.open(root / s["label"]) as lab:
+                band = lab.descriptions.index(s["label_band"]) + 1 if "label_band" in s else 1
+                label = lab.read(band)
+            scored = (label != s.get("ignore", -999)) & (pred != 255)
+            truth, found = label[scored] == s["water"], pred[scored] == 1
+            iou[s["name"], method] = (truth & found).sum() / (truth | found).sum()
+    print({k: round(float(v), 3) for k, v in iou.items()})
+    for name, goal in goals.items():
+        assert iou[name, "unet+mndwi"] >= goal, (name, iou[name, "unet+mndwi"])
 
 
 # --- the shipped model -----------------------------------------------------------------------------------------

@@ -184,8 +184,9 @@ def evaluate(
                                           "folder with Images/ and Masks/ (or a scenes.yaml), or a scenes yaml "
                                           "(label conventions, bands, value ranges: docs/scenes.md). Runs predict's "
                                           "own path: tiling, scale, no-data."),
-    method: str = typer.Option("unet", "--method", help="With --scenes: unet (the run's model), or ndwi/mndwi (a "
-                               "water index with Otsu's threshold, no model; scenes with named bands)."),
+    method: str = typer.Option("unet", "--method", help="With --scenes: unet (the run's model), ndwi/mndwi (a "
+                               "water index with Otsu's threshold, no model; scenes with named bands), or "
+                               "unet+ndwi/unet+mndwi (both: water where either finds it)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="With --scenes: folder for metrics.json, "
                                        "per_scene.csv and a figure per scene (default: RUN/scenes-NAME)."),
     tta: str = TtaOpt, compile: bool = CompileOpt, precision: str = PrecOpt, device: str = DeviceOpt,
@@ -207,16 +208,16 @@ def evaluate(
       unetseg evaluate --method mndwi --scenes configs/real-scenes.yaml --out runs/mndwi-real
     """
     if scenes is not None:
-        from .config import PredictConfig
+        from .config import PredictConfig, uses_model
         from .workflow import run_evaluate_scenes
 
         cfg = PredictConfig(checkpoint=checkpoint, tta=tta, compile=compile, method=method)
         cfg.check()
-        if method == "unet" and run is None:
+        if uses_model(method) and run is None:
             raise ValueError("give the run folder to evaluate: unetseg evaluate RUN --scenes DIR")
-        if method != "unet" and out is None:
+        if not uses_model(method) and out is None:
             raise ValueError(f"--method {method} has no run folder to write into: give --out DIR")
-        r = run_evaluate_scenes(run if method == "unet" else None, scenes, _runtime(precision, device), cfg, out,
+        r = run_evaluate_scenes(run if uses_model(method) else None, scenes, _runtime(precision, device), cfg, out,
                                 log=lambda m: typer.echo(m))
         typer.echo(f"{r['scene_set']}: pooled mean IoU {r['pooled_mean_iou']:.4f}, water IoU "
                    f"{r['pooled_water_iou']:.4f} over {r['scenes']} scene(s); worst {r['worst_scene']}; "
@@ -316,7 +317,9 @@ def predict(
     compile: bool = CompileOpt,
     method: str = typer.Option("unet", "--method", help="unet: the run's model. ndwi or mndwi: no model, a water "
                                "index ((green - nir) / (green + nir), or swir1 for mndwi) thresholded by Otsu's "
-                               "method; needs rasters with those bands named (or --bands GREEN,NIR)."),
+                               "method (never below 0); needs rasters with those bands named (or --bands GREEN,NIR). "
+                               "unet+ndwi or unet+mndwi: the model and the index, water where either finds it "
+                               "(multi-band rasters: catches flooded vegetation the RGB model misses)."),
     gsd: Optional[float] = typer.Option(None, "--gsd", help="Metres per pixel of inputs without georeferencing "
                                         "(plain images), so that --scale auto can match them to the model."),
     nproc: int = typer.Option(1, "--nproc", help="Processes to share the inputs (torchrun on this machine); "
@@ -345,9 +348,10 @@ def predict(
       unetseg predict runs/improved photo.jpg --out predictions
       unetseg predict runs/improved S2_L2A.tif --value-range 1000,5000 --out scene --vectors gpkg --min-area 1000
       unetseg predict --method mndwi S2_L2A.tif --value-range 1000,5000 --out scene-mndwi
+      unetseg predict water S2_L1C.tif --method unet+mndwi --out flood
       unetseg predict water scenes/ --out water --nproc 2
     """
-    from .config import PredictConfig, parse_scale
+    from .config import PredictConfig, parse_scale, uses_model
     from .distributed import shutdown
     from .predict.pipeline import predict as run_predict
     from .data.sources import parse_bands, parse_value_range
@@ -359,7 +363,7 @@ def predict(
                         vector_crs=vector_crs, min_area=min_area, simplify=simplify, checkpoint=checkpoint,
                         engine=engine, compile=compile, method=method, gsd=gsd)
     cfg.check()  # every option, and the device, before any file is looked at
-    if method != "unet":  # no run: every argument is an input
+    if not uses_model(method):  # no run: every argument is an input
         run, inputs = None, [p for p in [run, *(inputs or [])] if p is not None]
     elif run is None or not inputs:
         raise ValueError("give a run folder and at least one input: unetseg predict RUN INPUT... --out DIR")

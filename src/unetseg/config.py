@@ -237,6 +237,21 @@ def parse_scale(text: str) -> str | float:
         raise ValueError(f"--scale {text!r}: auto, fit or a positive number") from None
 
 
+# unet: the run's model; ndwi, mndwi: a water index with Otsu's threshold, no model; unet+ndwi, unet+mndwi: the
+# model and the index on the same raster, water where either finds it (docs/scenes.md)
+METHODS = ("unet", "ndwi", "mndwi", "unet+ndwi", "unet+mndwi")
+
+
+def index_of(method: str) -> str | None:
+    """The water index a method uses (ndwi, mndwi), or None for the model alone."""
+    return method.removeprefix("unet+") if method != "unet" else None
+
+
+def uses_model(method: str) -> bool:
+    """Whether a method runs the trained model (unet, unet+INDEX) rather than an index alone."""
+    return method == "unet" or method.startswith("unet+")
+
+
 @dataclass
 class PredictConfig:
     """How to run a trained model over images and rasters (`unetseg predict`).
@@ -265,7 +280,7 @@ class PredictConfig:
     checkpoint: str = "best"
     engine: str = "torch"  # torch | onnxruntime (RUN/<checkpoint>.onnx, made by `unetseg export`)
     compile: bool = False  # torch.compile the model (torch engine; warm-up once per tile shape)
-    method: str = "unet"  # unet (the run's model) | ndwi | mndwi (a water index with Otsu's threshold, no model)
+    method: str = "unet"  # one of METHODS: the run's model, a water index (no model), or both (water where either)
     gsd: float | None = None  # metres per pixel of inputs without georeferencing (for --scale auto)
 
     def check(self) -> None:
@@ -279,8 +294,8 @@ class PredictConfig:
             raise ValueError(f"--blend {self.blend!r}: choose one of {', '.join(BLENDS)}")
         if self.vector_crs not in ("auto", "wgs84", "raster"):
             raise ValueError(f"--vector-crs {self.vector_crs!r}: choose auto, wgs84 or raster")
-        if self.method not in ("unet", "ndwi", "mndwi"):
-            raise ValueError(f"--method {self.method!r}: choose unet, ndwi or mndwi")
+        if self.method not in METHODS:
+            raise ValueError(f"--method {self.method!r}: choose {', '.join(METHODS)}")
         if self.gsd is not None and not self.gsd > 0:
             raise ValueError(f"--gsd {self.gsd}: must be a positive number of metres")
         if self.checkpoint not in ("best", "last"):

@@ -2,7 +2,9 @@
 
 NDWI (McFeeters 1996) = (green - nir) / (green + nir); MNDWI (Xu 2006) = (green - swir1) / (green + swir1).
 Water is bright in green and dark in the infrared, so it has high values. The threshold is Otsu's
-(scikit-image) over the valid pixels of the whole input, read once at reduced resolution; then the input is
+(scikit-image) over the valid pixels of the whole input, read once at reduced resolution, but never below 0,
+the indices' textbook water line: Otsu always splits a histogram in two, so on a scene with no water it would
+cut the land in half (a desert's MNDWI is all below 0: with the floor, no water). Then the input is
 streamed band by band at its own resolution through the same writers as the U-Net's output. The value
 range's low end is subtracted first (`--value-range 1000,5000` removes Sentinel-2 L2A's +1000 offset).
 """
@@ -20,6 +22,7 @@ from ..data.sources import Source
 
 INDEX_BANDS = {"ndwi": ("green", "nir"), "mndwi": ("green", "swir1")}
 SHARPNESS = 20.0  # the water score is sigmoid(SHARPNESS * (index - threshold)): above 0.5 exactly when water
+FLOOR = 0.0  # the lowest threshold: both indices call water above 0 in their papers
 
 
 def water_index(raw: np.ndarray, offset: float) -> np.ndarray:
@@ -56,7 +59,7 @@ class IndexSegmenter:
         return float(getattr(source, "lo", 0.0))
 
     def fit(self, source: Source) -> float:
-        """Otsu's threshold over every k-th row and column of the valid pixels."""
+        """Otsu's threshold over every k-th row and column of the valid pixels (at least FLOOR)."""
         k = max(1, int(np.ceil(max(source.height, source.width) / self.sample)))
         values = []
         for y0 in range(0, source.height, self.rows * k):
@@ -66,7 +69,13 @@ class IndexSegmenter:
         values = np.concatenate(values) if values else np.zeros(0)
         if not values.size:
             raise DataError(f"{source.path}: every pixel is no-data; nothing to segment")
-        return otsu_threshold(values)
+        return max(otsu_threshold(values), FLOOR)
+
+    def score(self, raw: np.ndarray, source: Source, threshold: float) -> np.ndarray:
+        """(h, w, 2) raw values -> (h, w) float32 water score, above 0.5 exactly where the index is above
+        `threshold`."""
+        return (1 / (1 + np.exp(-SHARPNESS * (water_index(raw, self._offset(source)) - threshold)))
+                ).astype(np.float32)
 
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
         t0 = time.perf_counter()
@@ -74,8 +83,7 @@ class IndexSegmenter:
         stats = Stats()
         for y0 in range(0, source.height, self.rows):
             raw, valid = source.read(y0, 0, min(self.rows, source.height - y0), source.width)
-            score = 1 / (1 + np.exp(-SHARPNESS * (water_index(raw, self._offset(source)) - self.threshold)))
-            sink(y0, score[None].astype(np.float32), valid)
+            sink(y0, self.score(raw, source, self.threshold)[None], valid)
             stats.tiles += 1
         stats.seconds = time.perf_counter() - t0
         return stats

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
-from ..config import ModelConfig, PredictConfig, Recipe
+from ..config import ModelConfig, PredictConfig, Recipe, index_of, uses_model
 from ..errors import DataError, ReportedElsewhere
 from ..data.spec import DatasetSpec
 from ..data.folder import median_chip_scale, scan_folder
@@ -152,7 +152,7 @@ class Predictor:
         cfg.check()
         self.cfg, self.rt, self.progress, self.log = cfg, rt, progress, log
         self.run_dir: Path | None = None
-        if cfg.method != "unet":
+        if not uses_model(cfg.method):
             self._index(cfg.method)
             return
         from ..zoo import resolve_run
@@ -185,7 +185,7 @@ class Predictor:
         self.model_gsd = info.get("model_gsd")
         self.segmenter = self._segmenter(model, cfg)
         self.tags = {"unetseg_run": str(Path(run_dir).resolve()), "unetseg_checkpoint": weights.name,
-                     "unetseg_engine": cfg.engine,
+                     "unetseg_engine": cfg.engine, "unetseg_method": cfg.method,
                      "unetseg_threshold": str(cfg.threshold)}
         if cfg.scale == "auto":
             ground = (f"georeferenced inputs: their ground resolution / {self.model_gsd:.4g} m per model pixel; "
@@ -205,14 +205,31 @@ class Predictor:
         other = copy.copy(self)
         other.cfg = cfg
         other.value_range = cfg.value_range if cfg.value_range != "auto" else self.value_range  # auto: the run's rule
-        if cfg.method == "unet":
+        if uses_model(cfg.method):
             other.segmenter = self._segmenter(self.segmenter.model, cfg)
         return other
 
-    def _segmenter(self, model, cfg: PredictConfig) -> Segmenter:
-        """The loaded model with the tiling, batching, blending and test-time settings of `cfg`."""
-        return Segmenter(model, self.rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
+    def _segmenter(self, model, cfg: PredictConfig) -> "Segmenter | FusedSegmenter":
+        """The loaded model with the tiling, batching, blending and test-time settings of `cfg` (and the water
+        index beside it, for unet+INDEX)."""
+        unet = Segmenter(model, self.rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
                          cfg.blend, cfg.tta, self.head)
+        index = index_of(cfg.method)
+        if index is None:
+            return unet
+        from .fused import FusedSegmenter
+        from .index import INDEX_BANDS, IndexSegmenter
+
+        if self.head.outputs != 1:
+            raise ValueError(f"--method {cfg.method}: the run's model has {self.head.outputs} outputs; a water index "
+                             f"joins a binary water model (one output) only")
+
+        def open_index(source: Source) -> Source:
+            if not isinstance(source, RasterSource):  # an array handed to the API
+                self._needs_bands(source.path, "an array")
+            return open_source(source.path, 2, None, (source.lo, source.hi), INDEX_BANDS[index])  # same offset
+
+        return FusedSegmenter(unet, IndexSegmenter(index), open_index)
 
     def _index(self, method: str) -> None:
         """No model: a water index thresholded by Otsu's method, at the input's own resolution."""
@@ -231,11 +248,17 @@ class Predictor:
     def open(self, file: Path, bands: list[int] | None = None,
              value_range: str | tuple[float, float] | None = None) -> Source:
         """The input as this model reads it (bands and value range: the settings', unless given here)."""
-        if self.cfg.method != "unet" and not is_raster(file):
-            raise DataError(f"{file}: --method {self.cfg.method} needs {' and '.join(self.channel_names)} bands: a "
-                            f"multi-band raster with named bands (or --bands), not a {file.suffix.lower()} image")
+        if index_of(self.cfg.method) is not None and not is_raster(file):
+            self._needs_bands(file, f"a {file.suffix.lower()} image")
         return open_source(file, self.model_cfg.in_channels, bands or self.cfg.bands,
                            value_range or self.value_range, self.channel_names)
+
+    def _needs_bands(self, file: Path, what: str) -> None:
+        from .index import INDEX_BANDS
+
+        bands = " and ".join(INDEX_BANDS[index_of(self.cfg.method)])
+        raise DataError(f"{file}: --method {self.cfg.method} needs {bands} bands: a multi-band raster with named "
+                        f"bands (or --bands), not {what}")
 
     def many(self, files: list[Path], out: Path, on_row: Callable[[dict], None]) -> None:
         """Segment files into OUT, giving on_row each one's summary row (or {"input", "error"}), in order.
@@ -402,7 +425,7 @@ class Predictor:
         own) and how unsure the model was (mean entropy); a warning line above the run's threshold."""
         from ..ood import distance
 
-        entropy = stats.mean_entropy if self.cfg.method == "unet" else None
+        entropy = stats.mean_entropy if uses_model(self.cfg.method) else None
         out: dict = {"mean_entropy": round(entropy, 4) if entropy is not None else ""}
         ref = self.run_info.get("input_stats")
         out["unlike_training"] = ""
@@ -421,7 +444,7 @@ class Predictor:
         return (ground, *self.scale_for(source, ground.ground_resolution or gsd))
 
     def scale_for(self, source: Source, ground_resolution: float | None) -> tuple[tuple[float, float], str]:
-        if self.cfg.method != "unet":
+        if not uses_model(self.cfg.method):
             return (1.0, 1.0), f"{self.cfg.method}: the input's own pixels"
         return choose_scale(self.cfg, source, self.image_size, self.auto_scale, self.model_gsd,
                             ground_resolution or self.cfg.gsd)
@@ -630,7 +653,7 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     ledger = earlier + rows
     write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}
                                                       for r in ledger], extrasaction="ignore", lineterminator="\n")
-    compile_s = warmup_seconds(predictor.segmenter.model) if cfg.method == "unet" else None
+    compile_s = warmup_seconds(predictor.segmenter.model) if uses_model(cfg.method) else None
     write_text_atomic(summary["json"], json.dumps({"run": str(run_dir) if run_dir else None,
                                                    "settings": _settings(cfg),
                                                    "runtime": rt.describe(), "compile_seconds": compile_s,
