@@ -113,6 +113,8 @@ def test_ctrl_c_saves_a_resumable_state_and_exits_cleanly(synth_data, reference,
 def test_resume_refuses_recipe_changes_and_missing_state(tmp_path, reference):
     r = _run("train", "--resume", reference, "--epochs", "9")
     assert r.returncode == 2 and "drop --epochs" in r.stderr
+    r = _run("train", "--resume", reference, "--init", "water")
+    assert r.returncode == 2 and "drop --init" in r.stderr
     r = _run("train", "--resume", tmp_path)
     assert r.returncode == 2 and "not a run folder" in r.stderr
     r = _run("train")

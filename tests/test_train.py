@@ -98,6 +98,23 @@ def test_seeded_training_is_reproducible(synth_data, tmp_path):
     assert (tmp_path / "a" / "split.json").read_text() == (tmp_path / "b" / "split.json").read_text()
 
 
+def test_training_can_start_from_another_runs_weights_and_refuses_another_model(synth_data, trained_run, tmp_path):
+    out, _, rt = trained_run
+    start = dict(load_checkpoint(out / "best.safetensors")[0].named_parameters())
+    still = dataclasses.replace(TINY, epochs=1, lr=1e-12, seed=7)  # the weights barely move in one epoch
+    for name, init in (("ft", out), ("fresh", None)):
+        run_train(synth_data, tmp_path / name, still, rt, progress=False, log=lambda s: None, init=init)
+    ft = dict(load_checkpoint(tmp_path / "ft" / "last.safetensors")[0].named_parameters())
+    fresh = dict(load_checkpoint(tmp_path / "fresh" / "last.safetensors")[0].named_parameters())
+    assert all(torch.allclose(ft[k], start[k], atol=1e-6) for k in start)
+    assert not all(torch.allclose(fresh[k], start[k], atol=1e-3) for k in start)
+    info = json.loads((tmp_path / "ft" / "run.json").read_text())["init"]
+    assert info["sha256"] == json.loads((out / "best.json").read_text())["sha256"]
+    narrow = dataclasses.replace(still, model=dataclasses.replace(TINY.model, base_width=4))
+    with pytest.raises(DataError, match=r"--init needs the same model.*base_width 8 \(--init\) against 4"):
+        run_train(synth_data, tmp_path / "narrow", narrow, rt, progress=False, log=lambda s: None, init=out)
+
+
 def test_existing_output_needs_overwrite(synth_data, trained_run):
     out, _, rt = trained_run
     with pytest.raises(DataError, match="not empty.*--overwrite"):

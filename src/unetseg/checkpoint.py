@@ -129,6 +129,26 @@ def resolve_checkpoint(run_or_file: str | Path, tag: str = "best") -> Path:
     return p
 
 
+ARCHITECTURE = ("name", "in_channels", "num_classes", "multilabel", "base_width", "depth", "batch_norm")
+
+
+def initial_weights(run: str | Path, model: ModelConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The best weights of a run (or of a shipped model, by name) to start training from, and a record of
+    where they came from; the run's model must be built as `model` is."""
+    from .zoo import resolve_run
+
+    path = resolve_checkpoint(resolve_run(run), "best")
+    state, info = load_pair(path)
+    theirs = info["recipe"]["model"]
+    differ = [f"{k} {theirs.get(k)} (--init) against {getattr(model, k)}" for k in ARCHITECTURE
+              if theirs.get(k) != getattr(model, k)]
+    if differ:
+        raise DataError(f"{path}: --init needs the same model as this training's; differs in " + ", ".join(differ) +
+                        " (match it with --model / --base-width, or train on data with the same bands and classes)")
+    return state, {"run": str(run), "checkpoint": str(Path(path).resolve()), "sha256": info["sha256"],
+                   "epoch": info.get("epoch")}
+
+
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from its JSON, verify the SHA-256, load the weights; the model is in eval mode."""
     state, info = load_pair(path, device)

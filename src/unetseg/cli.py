@@ -131,6 +131,9 @@ def train(
     encoder_weights: Optional[Path] = EncOpt,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard (needs tensorboard)."),
     nproc: int = NprocOpt, gsd: Optional[float] = GsdOpt, scenes: Optional[Path] = ScenesOpt,
+    init: Optional[str] = typer.Option(None, "--init", help="Start from the best weights of this run folder (or "
+                                       "a shipped model: water) instead of random ones, to fine-tune it on "
+                                       "--data; the model must be the same (architecture, bands, classes)."),
 ):
     """Train a U-Net on a folder of images and masks.
 
@@ -152,7 +155,7 @@ def train(
                                           ("--lr", lr), ("--image-size", image_size), ("--model", model),
                                           ("--base-width", base_width), ("--seed", seed), ("--limit", limit),
                                           ("--encoder-weights", encoder_weights), ("--gsd", gsd),
-                                          ("--scenes", scenes))
+                                          ("--scenes", scenes), ("--init", init))
                  if value is not None]
         if out is not None and out.resolve() != resume.resolve():
             given.append("--out")
@@ -168,7 +171,7 @@ def train(
             resume_train(resume, rt, progress=not quiet, world=world)
         else:
             run_train(data or default_data_dir(), out, r, rt, skip_bad, overwrite, progress=not quiet, limit=limit,
-                      tensorboard=tensorboard, world=world, gsd=gsd, scenes=scenes)
+                      tensorboard=tensorboard, world=world, gsd=gsd, scenes=scenes, init=init)
     finally:
         shutdown()
 

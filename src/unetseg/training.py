@@ -311,7 +311,8 @@ def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, star
 def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, rt: Runtime,
           progress: bool = True, log: Callable[[str], None] = print, tensorboard_dir: Path | None = None,
           world: World = World(), resume: dict | None = None,
-          extra: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None, extra_count: int = 0) -> dict:
+          extra: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None, extra_count: int = 0,
+          init_state: dict[str, torch.Tensor] | None = None) -> dict:
     """Train `recipe` on the chips; write best/last checkpoints, history.csv and curves.png into run_dir.
 
     `extra(epoch)` gives `extra_count` more (images, labels) for that epoch (random crops of scenes), mixed
@@ -321,7 +322,7 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     to RUN/resume.*; `resume` (that state, loaded) continues exactly where it stopped. A non-finite loss stops
     training before it reaches the weights. Under torchrun (world.distributed) the model is wrapped in
     DistributedDataParallel and each process trains on its share of every global batch; rank 0 alone
-    validates, logs and writes.
+    validates, logs and writes. `init_state`: weights to start from (fine-tuning) instead of random ones.
     """
     from .figures import plot_curves
 
@@ -330,6 +331,8 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     log = log if world.main else (lambda m: None)
     n_train = len(train_chips.stems) + (extra_count if extra is not None else 0)
     st = new_training(recipe, rt, len(epoch_batches(n_train, recipe, 0, torch.Generator(), world)), log, resume)
+    if init_state is not None and resume is None:
+        st.model.load_state_dict(init_state)
     net = st.model
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel

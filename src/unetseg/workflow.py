@@ -170,8 +170,10 @@ def load_data(data: Path, recipe: Recipe, skip_bad: bool, split_file: Path | Non
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
               progress: bool = True, log: Callable[[str], None] = print, limit: int | None = None,
               tensorboard: bool = False, world: World = World(), gsd: float | None = None,
-              scenes: Path | None = None) -> dict:
+              scenes: Path | None = None, init: Path | str | None = None) -> dict:
     """`unetseg train`: a run folder with split.json, run.json, checkpoints, history.csv and curves.png.
+
+    `init` (a run folder or a shipped model's name): start from its best weights instead of random ones.
 
     `gsd` (metres per image pixel; else dataset.yaml's) gives the ground size of a model pixel, which
     predict's --scale auto matches to each georeferenced input's resolution. Recipes with scene crops
@@ -197,6 +199,11 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
     recipe = dataclasses.replace(recipe, model=dataclasses.replace(
         recipe.model, in_channels=len(rd.spec.channels), num_classes=rd.spec.model_classes,
         multilabel=rd.spec.multilabel))
+    init_state = None
+    if init is not None:
+        from .checkpoint import initial_weights
+
+        init_state, init_info = initial_weights(init, recipe.model)
     if world.main:
         save_split(RunFolder(out).split_path, rd.split, split_cfg, rd.fixed)
     train_stems = set(rd.split["train"])
@@ -212,6 +219,8 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
                 "chip_scale": round(chip_scale, 4),  # predict --scale auto: the median training resize factor
                 "model_gsd": round(gsd / chip_scale, 4) if gsd else None,  # metres per model pixel
                 "processes": world.size}
+    if init is not None:
+        run_info["init"] = init_info
     scene_data = None
     if recipe.scene_ratio > 0:
         scene_data = load_scene_data(scenes or default_scenes_dir(), recipe, channels=len(rd.spec.channels))
@@ -226,7 +235,7 @@ def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool
         RunFolder(out).write_info(run_info)
     result = train(train_chips, val, recipe, out, rt, progress=progress, log=log,
                    tensorboard_dir=out / "tensorboard" if tensorboard else None, world=world, extra=extra,
-                   extra_count=count)
+                   extra_count=count, init_state=init_state)
     _finish_run_info(out, run_info, result, world)
     return result
 
