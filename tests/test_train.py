@@ -110,6 +110,13 @@ def test_training_can_start_from_another_runs_weights_and_refuses_another_model(
     assert not all(torch.allclose(fresh[k], start[k], atol=1e-3) for k in start)
     info = json.loads((tmp_path / "ft" / "run.json").read_text())["init"]
     assert info["sha256"] == json.loads((out / "best.json").read_text())["sha256"]
+    older = tmp_path / "older"  # a run from before `multilabel` was recorded: its default
+    older.mkdir()
+    (older / "best.safetensors").write_bytes((out / "best.safetensors").read_bytes())
+    meta = json.loads((out / "best.json").read_text())
+    del meta["recipe"]["model"]["multilabel"]
+    (older / "best.json").write_text(json.dumps(meta))
+    run_train(synth_data, tmp_path / "ft-older", still, rt, progress=False, log=lambda s: None, init=older)
     narrow = dataclasses.replace(still, model=dataclasses.replace(TINY.model, base_width=4))
     with pytest.raises(DataError, match=r"--init needs the same model.*base_width 8 \(--init\) against 4"):
         run_train(synth_data, tmp_path / "narrow", narrow, rt, progress=False, log=lambda s: None, init=out)

@@ -139,9 +139,9 @@ def initial_weights(run: str | Path, model: ModelConfig) -> tuple[dict[str, torc
 
     path = resolve_checkpoint(resolve_run(run), "best")
     state, info = load_pair(path)
-    theirs = info["recipe"]["model"]
-    differ = [f"{k} {theirs.get(k)} (--init) against {getattr(model, k)}" for k in ARCHITECTURE
-              if theirs.get(k) != getattr(model, k)]
+    theirs = ModelConfig(**info["recipe"]["model"])  # older runs leave out fields that have their defaults
+    differ = [f"{k} {getattr(theirs, k)} (--init) against {getattr(model, k)}" for k in ARCHITECTURE
+              if getattr(theirs, k) != getattr(model, k)]
     if differ:
         raise DataError(f"{path}: --init needs the same model as this training's; differs in " + ", ".join(differ) +
                         " (match it with --model / --base-width, or train on data with the same bands and classes)")
