@@ -256,6 +256,7 @@ class RasterSource(Source):
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
         check_not_empty(path)
+        self.value_range = value_range  # as asked: another reader of the same file (a water index) follows it
         try:
             with warnings.catch_warnings():  # predict says it in its own words (see notes below)
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)

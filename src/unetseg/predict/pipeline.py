@@ -227,7 +227,8 @@ class Predictor:
         def open_index(source: Source) -> Source:
             if not isinstance(source, RasterSource):  # an array handed to the API
                 self._needs_bands(source.path, "an array")
-            return open_source(source.path, 2, None, (source.lo, source.hi), INDEX_BANDS[index])  # same offset
+            # read as `--method INDEX` with the same --value-range would: the same offset
+            return open_source(source.path, 2, None, source.value_range, INDEX_BANDS[index])
 
         return FusedSegmenter(unet, IndexSegmenter(index), open_index)
 
@@ -257,8 +258,9 @@ class Predictor:
         from .index import INDEX_BANDS
 
         bands = " and ".join(INDEX_BANDS[index_of(self.cfg.method)])
-        raise DataError(f"{file}: --method {self.cfg.method} needs {bands} bands: a multi-band raster with named "
-                        f"bands (or --bands), not {what}")
+        named = "named bands" if uses_model(self.cfg.method) else "named bands (or --bands)"  # --bands: the model's
+        raise DataError(f"{file}: --method {self.cfg.method} needs {bands} bands: a multi-band raster with {named}, "
+                        f"not {what}")
 
     def many(self, files: list[Path], out: Path, on_row: Callable[[dict], None]) -> None:
         """Segment files into OUT, giving on_row each one's summary row (or {"input", "error"}), in order.
