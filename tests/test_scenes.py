@@ -218,12 +218,12 @@ def test_an_index_threshold_never_falls_below_zero_so_a_scene_without_water_stay
     r = unetseg("predict", "--method", "mndwi", path, "--out", tmp_path / "out", "-q")
     assert r.returncode == 0, r.stderr
     row = json.loads((tmp_path / "out" / "predictions.json").read_text())["inputs"][0]
-    assert row["water_fraction"] == 0
+    assert row["water_fraction"] == 0 and row["index_threshold"] == 0
 
 
 def test_unet_plus_index_is_water_where_either_the_model_or_the_index_finds_it(tiny_run, tmp_path):
     path, water = four_band_scene(tmp_path, offset=1000)
-    masks = {}
+    masks, thresholds = {}, {}
     for method in ("unet", "mndwi", "unet+mndwi"):
         out = tmp_path / method
         args = (tiny_run,) if method != "mndwi" else ()
@@ -233,6 +233,11 @@ def test_unet_plus_index_is_water_where_either_the_model_or_the_index_finds_it(t
             masks[method] = m.read(1) == 1
             if method != "mndwi":
                 assert m.tags()["unetseg_method"] == method
+        row = json.loads((out / "predictions.json").read_text())["inputs"][0]
+        assert (row["index_threshold"] == "") == (method == "unet")
+        if method != "unet":
+            thresholds[method] = row["index_threshold"]
+    assert thresholds["mndwi"] == thresholds["unet+mndwi"] >= 0  # one rule: the same (floored) Otsu threshold
     fused, unet, index = masks["unet+mndwi"], masks["unet"], masks["mndwi"]
     assert (fused == (unet | index)).all()
     assert (index & ~unet).any() and (fused != unet).any()  # the index adds water the model missed

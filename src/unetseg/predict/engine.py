@@ -74,6 +74,7 @@ class Stats:
     features: list = field(default_factory=list)  # each model tile's colour statistics (ood.image_features)
     entropy_bits: float = 0.0  # binary models: summed entropy of the water probability over the model's valid
     entropy_pixels: int = 0  # pixels, at the model's own resolution (tiles' overlaps counted in each tile)
+    index_threshold: float | None = None  # --method INDEX or unet+INDEX: the index's threshold for this input
 
     @property
     def mean_entropy(self) -> float | None:

@@ -51,6 +51,7 @@ class FusedSegmenter:
 
         def done(stats: Stats) -> None:
             bands.close()
+            stats.index_threshold = threshold
             job.done(stats)
 
         return Job(job.source, job.scale, sink, done, job.plan)

@@ -80,7 +80,7 @@ class IndexSegmenter:
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
         t0 = time.perf_counter()
         self.threshold = self.fit(source)
-        stats = Stats()
+        stats = Stats(index_threshold=self.threshold)
         for y0 in range(0, source.height, self.rows):
             raw, valid = source.read(y0, 0, min(self.rows, source.height - y0), source.width)
             sink(y0, self.score(raw, source, self.threshold)[None], valid)

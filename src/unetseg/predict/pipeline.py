@@ -37,7 +37,8 @@ from .vectors import SUFFIXES, Polygonizer, VectorWriter
 GDAL_CACHE_MB = 64
 SUMMARY_FIELDS = ["input", "kind", "width", "height", "crs", "ground_resolution_m", "scale", "scale_from", "tiles",
                   "seconds", "tiles_per_s", "valid_pixels", "nodata_pixels", "water_pixels", "water_fraction",
-                  "water_area", "area_unit", "polygons", "unlike_training", "mean_entropy", "outputs", "error"]
+                  "water_area", "area_unit", "polygons", "unlike_training", "mean_entropy", "index_threshold", "outputs",
+                  "error"]
 MAX_SCALE, MIN_SCALE = 16.0, 0.01
 
 
@@ -420,7 +421,8 @@ class Predictor:
         return {"tiles": stats.tiles, "seconds": round(stats.seconds, 2),
                 "tiles_per_s": round(stats.tiles / max(stats.seconds, 1e-9), 2), "valid_pixels": counts.valid,
                 "nodata_pixels": counts.nodata, "water_pixels": water,
-                "water_fraction": round(water / counts.valid, 6), **self.judge(file, stats)}
+                "water_fraction": round(water / counts.valid, 6), **self.judge(file, stats),
+                "index_threshold": round(stats.index_threshold, 4) if stats.index_threshold is not None else ""}
 
     def judge(self, file: Path, stats: Stats) -> dict:
         """How unlike the training images the input looks (tiles' colour statistics, when the run recorded its
