@@ -229,6 +229,7 @@ def test_unet_plus_index_is_water_where_either_the_model_or_the_index_finds_it(t
         args = (tiny_run,) if method != "mndwi" else ()
         r = unetseg("predict", "--method", method, *args, path, "--out", out, "--value-range", "1000,5000", "-q")
         assert r.returncode == 0, r.stderr
+        assert "--method unet+" not in r.stdout  # --quiet: no hint
         with rasterio.open(out / "s2_mask.tif") as m:
             masks[method] = m.read(1) == 1
             if method != "mndwi":
@@ -245,6 +246,12 @@ def test_unet_plus_index_is_water_where_either_the_model_or_the_index_finds_it(t
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(rgb)
     bad = unetseg("predict", tiny_run, rgb, "--method", "unet+mndwi", "--out", tmp_path / "o2")
     assert bad.returncode == 2 and "needs green and swir1 bands" in bad.stderr and "Traceback" not in bad.stderr
+    other = tmp_path / "s2b.tif"
+    other.write_bytes(path.read_bytes())
+    two = unetseg("predict", tiny_run, path, other, "--out", tmp_path / "hint")
+    assert two.returncode == 0, two.stderr
+    hints = [line for line in two.stdout.splitlines() if "adds the water a water index finds" in line]
+    assert len(hints) == 1 and "s2.tif has green and infrared bands: --method unet+ndwi or unet+mndwi" in hints[0]
     from unetseg import load
     from unetseg.errors import DataError
 

@@ -273,6 +273,7 @@ class RasterSource(Source):
         try:
             check_raster_size(path, ds.width, ds.height)
             meanings = [band_meaning(ci.name, d) for ci, d in zip(ds.colorinterp, ds.descriptions)]
+            self.meanings = meanings  # every band's, in order (None: unknown)
             self.bands, how = choose_bands(path, meanings, list(ds.descriptions), channels, bands, names,
                                            ds.dtypes[0])
             dtype = np.dtype(ds.dtypes[self.bands[0] - 1])

@@ -153,6 +153,7 @@ class Predictor:
         cfg.check()
         self.cfg, self.rt, self.progress, self.log = cfg, rt, progress, log
         self.run_dir: Path | None = None
+        self._hinted = False  # said once that a water index could join the model (see _log_notes)
         if not uses_model(cfg.method):
             self._index(cfg.method)
             return
@@ -308,6 +309,16 @@ class Predictor:
     def _log_notes(self, source: Source) -> None:
         for note in source.notes if self.progress else []:  # --quiet: no per-file lines
             self.log(f"{source.path.name}: {note}")
+        if self.progress and not self._hinted and self.cfg.method == "unet" \
+                and "water" in self.class_names and self.head.outputs == 1 and isinstance(source, RasterSource):
+            from .index import INDEX_BANDS
+
+            usable = [i for i, (g, ir) in INDEX_BANDS.items() if g in source.meanings and ir in source.meanings]
+            if usable:
+                self._hinted = True  # once per command
+                methods = " or ".join(f"unet+{i}" for i in usable)
+                self.log(f"note: {source.path.name} has green and infrared bands: --method {methods} adds the "
+                         f"water a water index finds and a colour model misses (flooded vegetation; docs/scenes.md)")
 
     @staticmethod
     def _timed(row: dict, paths: dict[str, Path], t0: float) -> dict:
