@@ -361,6 +361,40 @@ def test_each_parameter_gives_predicts_mask_for_the_same_file(logged, tiny_run, 
         assert got.crs == src.crs and got.transform == src.transform  # georeferencing kept
 
 
+def test_a_request_can_add_a_water_index_to_the_model_as_predict_does(logged, tiny_run, tmp_path):
+    import rasterio
+
+    from helpers import unetseg
+
+    client, _ = logged
+    rng = np.random.default_rng(8)
+    water = np.zeros((48, 64), bool)
+    water[10:30, 5:40] = True
+    green = np.where(water, 900, 700) + rng.integers(0, 100, water.shape)
+    swir = np.where(water, 100, 1900) + rng.integers(0, 200, water.shape)
+    tif = _geotiff(tmp_path / "s2.tif", np.stack([green - 100, green, green + 50, swir]).astype(np.uint16))
+    with rasterio.open(tif, "r+") as ds:
+        for i, n in enumerate(["B02", "B03", "B04", "B11"], 1):
+            ds.set_band_description(i, n)
+    r = unetseg("predict", tiny_run, tif, "--method", "unet+mndwi", "--out", tmp_path / "cli", "--vectors", "none",
+                "--precision", "fp32", "-q")
+    assert r.returncode == 0, r.stderr
+    with rasterio.open(tmp_path / "cli" / "s2_mask.tif") as ds:
+        expected = ds.read(1)
+    assert (expected[water] == 1).all()  # the index finds the water whatever the tiny model says
+    upload = {"image": ("s2.tif", tif.read_bytes(), "image/tiff")}
+    reply = client.post("/v1/segment", params={"method": "unet+mndwi"}, files=upload)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert np.array_equal(decode(body["mask_png"]), np.where(expected == 1, 255, 0))
+    assert body["method"] == "unet+mndwi" and body["index_threshold"] >= 0
+    alone = client.post("/v1/segment", files=upload).json()  # the server's own method is unchanged
+    assert alone["method"] == "unet" and alone["index_threshold"] is None
+    photo = client.post("/v1/segment", params={"method": "unet+mndwi"},
+                        files={"image": ("photo.png", png_bytes(), "image/png")})
+    assert photo.status_code == 422 and "needs green and swir1 bands" in photo.json()["detail"]
+
+
 def test_a_geotiff_upload_returns_polygons_and_the_page_offers_the_downloads(logged, tmp_path):
     client, _ = logged
     tif = _geotiff(tmp_path / "s.tif", np.random.default_rng(2).integers(0, 255, (3, 40, 50), dtype=np.uint8))

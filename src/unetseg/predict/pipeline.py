@@ -196,12 +196,14 @@ class Predictor:
 
     def variant(self, cfg: PredictConfig) -> "Predictor":
         """The same loaded model with other per-input settings (threshold, tta, scale, bands, value range,
-        outputs): what serve gives each request. Settings that need another model (run, checkpoint, engine,
-        method, compile) stay this one's."""
+        outputs, a water index beside the model): what serve gives each request. Settings that need another
+        model (run, checkpoint, engine, compile; a method without it) stay this one's."""
         import copy
         import dataclasses
 
-        fixed = ("checkpoint", "engine", "method", "compile")
+        fixed = ("checkpoint", "engine", "compile")
+        if not (uses_model(cfg.method) and uses_model(self.cfg.method)):
+            fixed += ("method",)
         cfg = dataclasses.replace(cfg, **{k: getattr(self.cfg, k) for k in fixed})
         cfg.check()
         other = copy.copy(self)

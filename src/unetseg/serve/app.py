@@ -98,6 +98,9 @@ class Segmentation(BaseModel):
     mean_entropy: float | None = Field(description="the model's doubt: mean binary entropy of the water "
                                                    "probability, 0..1 bit")
     scale: float | str = Field(description="model pixels per input pixel used (rows x columns when they differ)")
+    method: str = Field(description="unet (the model alone), or unet+ndwi / unet+mndwi (with a water index)")
+    index_threshold: float | None = Field(description="method unet+INDEX: the index's Otsu threshold (at least 0) "
+                                                      "for this image")
     tiles: int
     seconds: float
     image_png: str | None = Field(None, description="base64 PNG (outputs=image): the image as the model saw it")
@@ -302,13 +305,13 @@ class Metrics:
 
 
 def request_settings(base: PredictConfig, threshold: float, tta: str | None, scale: str | None,
-                     bands: str | None, value_range: str | None, fmt: str) -> PredictConfig:
+                     bands: str | None, value_range: str | None, fmt: str, method: str | None = None) -> PredictConfig:
     """A request's parameters as predict settings (None: the server's), with predict's own parsing and checks
     (422 otherwise)."""
     try:
         changes = {"threshold": threshold, "tta": tta, "scale": None if scale is None else parse_scale(scale),
                    "bands": parse_bands(bands), "value_range": None if value_range is None else
-                   parse_value_range(value_range)}
+                   parse_value_range(value_range), "method": method}
         cfg = dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None},
                                   vectors="geojson" if fmt == "geojson" else "none", probabilities=False,
                                   quicklook=False)
@@ -410,6 +413,9 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
                 value_range: str | None = Query(None, description="raw values mapped to 0..255: auto (default), "
                                                                   "percentile or LO,HI, e.g. 1000,5000 for L2A "
                                                                   "(predict --value-range)"),
+                method: Literal["unet", "unet+ndwi", "unet+mndwi"] | None = Query(
+                    None, description="unet (default): the model alone; unet+ndwi or unet+mndwi: a multi-band "
+                                      "GeoTIFF's water index as well, water where either finds it (predict --method)"),
                 format: Literal["json", "geotiff", "geojson"] = Query(
                     "json", description="json; or, for a TIFF upload, geotiff (the mask) or geojson (polygons)"),
                 outputs: str = Query("mask", description="format=json: the PNGs to include, comma-separated from "
@@ -418,7 +424,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         unknown = [o for o in pictures if o not in PICTURES]
         if unknown:
             raise HTTPException(422, f"outputs={outputs!r}: choose from {', '.join(PICTURES)} (or none)")
-        settings = request_settings(cfg, threshold, tta, scale, bands, value_range, format)
+        settings = request_settings(cfg, threshold, tta, scale, bands, value_range, format, method)
         data = image.file.read(limits.max_bytes + 1)
         name = Path(image.filename or "upload").name or "upload"  # for messages only: never used as a path
         if len(data) > limits.max_bytes:
@@ -500,6 +506,8 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             water_fraction=row["water_fraction"], water_pixels=row["water_pixels"], valid_pixels=row["valid_pixels"],
             water_area_m2=row["water_area"] if row["area_unit"] == "m2" else None,
             crs=crs.to_string() if crs is not None else None, tiles=row["tiles"], scale=row["scale"],
+            method=variant.cfg.method,
+            index_threshold=row["index_threshold"] if row["index_threshold"] != "" else None,
             unlike_training=row["unlike_training"] if row["unlike_training"] != "" else None,
             unlike_threshold=round(ref["threshold"], 3) if ref else None,
             mean_entropy=row["mean_entropy"] if row["mean_entropy"] != "" else None,
