@@ -53,7 +53,6 @@ class IndexSegmenter:
     def __post_init__(self):
         if self.method not in INDEX_BANDS:
             raise ValueError(f"unknown index {self.method!r}; choose one of {', '.join(INDEX_BANDS)}")
-        self.threshold: float | None = None
 
     def _offset(self, source: Source) -> float:
         return float(getattr(source, "lo", 0.0))
@@ -79,11 +78,11 @@ class IndexSegmenter:
 
     def run(self, source: Source, scale: tuple[float, float], sink: RowSink, progress: bool = True) -> Stats:
         t0 = time.perf_counter()
-        self.threshold = self.fit(source)
-        stats = Stats(index_threshold=self.threshold)
+        threshold = self.fit(source)
+        stats = Stats(index_threshold=threshold)
         for y0 in range(0, source.height, self.rows):
             raw, valid = source.read(y0, 0, min(self.rows, source.height - y0), source.width)
-            sink(y0, self.score(raw, source, self.threshold)[None], valid)
+            sink(y0, self.score(raw, source, threshold)[None], valid)
             stats.tiles += 1
         stats.seconds = time.perf_counter() - t0
         return stats

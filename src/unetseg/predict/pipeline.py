@@ -28,6 +28,8 @@ from ..distributed import World
 from ..runtime import Runtime
 from ..compiled import maybe_compile, warmup_seconds
 from .engine import Job, Segmenter, Stats
+from .fused import FusedSegmenter
+from .index import INDEX_BANDS, IndexSegmenter
 from .areas import PixelAreas, measure_polygons
 from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_pixels, overlay_png, png_bytes, \
     probability_pixels, to_cog
@@ -213,7 +215,7 @@ class Predictor:
             other.segmenter = self._segmenter(self.segmenter.model, cfg)
         return other
 
-    def _segmenter(self, model, cfg: PredictConfig) -> "Segmenter | FusedSegmenter":
+    def _segmenter(self, model, cfg: PredictConfig) -> Segmenter | FusedSegmenter:
         """The loaded model with the tiling, batching, blending and test-time settings of `cfg` (and the water
         index beside it, for unet+INDEX)."""
         unet = Segmenter(model, self.rt, self.model_cfg.num_classes, cfg.tile, cfg.overlap, cfg.batch_size,
@@ -221,16 +223,13 @@ class Predictor:
         index = index_of(cfg.method)
         if index is None:
             return unet
-        from .fused import FusedSegmenter
-        from .index import INDEX_BANDS, IndexSegmenter
-
         if self.head.outputs != 1:
             raise ValueError(f"--method {cfg.method}: the run's model has {self.head.outputs} outputs; a water index "
                              f"joins a binary water model (one output) only")
 
         def open_index(source: Source) -> Source:
             if not isinstance(source, RasterSource):  # an array handed to the API
-                self._needs_bands(source.path, "an array")
+                self._refuse_without_bands(source.path, "an array")
             # read as `--method INDEX` with the same --value-range would: the same offset
             return open_source(source.path, 2, None, source.value_range, INDEX_BANDS[index])
 
@@ -238,8 +237,6 @@ class Predictor:
 
     def _index(self, method: str) -> None:
         """No model: a water index thresholded by Otsu's method, at the input's own resolution."""
-        from .index import INDEX_BANDS, IndexSegmenter
-
         self.run_info, self.recipe = {"method": method}, None
         self.model_cfg = ModelConfig(name=method, in_channels=2, num_classes=1)
         self.head = head_of(self.model_cfg)
@@ -254,13 +251,12 @@ class Predictor:
              value_range: str | tuple[float, float] | None = None) -> Source:
         """The input as this model reads it (bands and value range: the settings', unless given here)."""
         if index_of(self.cfg.method) is not None and not is_raster(file):
-            self._needs_bands(file, f"a {file.suffix.lower()} image")
+            self._refuse_without_bands(file, f"a {file.suffix.lower()} image")
         return open_source(file, self.model_cfg.in_channels, bands or self.cfg.bands,
                            value_range or self.value_range, self.channel_names)
 
-    def _needs_bands(self, file: Path, what: str) -> None:
-        from .index import INDEX_BANDS
-
+    def _refuse_without_bands(self, file: Path, what: str) -> None:
+        """The one-line error for an input the method's water index cannot read (`what` it is instead)."""
         bands = " and ".join(INDEX_BANDS[index_of(self.cfg.method)])
         named = "named bands" if uses_model(self.cfg.method) else "named bands (or --bands)"  # --bands: the model's
         raise DataError(f"{file}: --method {self.cfg.method} needs {bands} bands: a multi-band raster with {named}, "
@@ -313,8 +309,6 @@ class Predictor:
             self.log(f"{source.path.name}: {note}")
         if self.progress and not self._hinted and self.cfg.method == "unet" \
                 and "water" in self.class_names and self.head.outputs == 1 and isinstance(source, RasterSource):
-            from .index import INDEX_BANDS
-
             usable = [i for i, (g, ir) in INDEX_BANDS.items() if g in source.meanings and ir in source.meanings]
             if usable:
                 self._hinted = True  # once per command
