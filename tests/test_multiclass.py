@@ -178,3 +178,6 @@ def test_water_that_is_not_class_1_is_water_in_predict_serve_and_the_api(mc_data
     client = TestClient(create_app(run, select_runtime("auto"), PredictConfig(scale="fit"), log=lambda m: None))
     reply = client.post("/v1/segment", files={"image": ("scene.tif", tif.read_bytes(), "image/tiff")}).json()
     assert reply["water_pixels"] == row["water_pixels"]
+    fused = client.post("/v1/segment", params={"method": "unet+mndwi"},
+                        files={"image": ("scene.tif", tif.read_bytes(), "image/tiff")})
+    assert fused.status_code == 422 and "joins a binary water model" in fused.json()["detail"]

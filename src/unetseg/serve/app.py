@@ -425,6 +425,11 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         if unknown:
             raise HTTPException(422, f"outputs={outputs!r}: choose from {', '.join(PICTURES)} (or none)")
         settings = request_settings(cfg, threshold, tta, scale, bands, value_range, format, method)
+        try:  # settings this model cannot take (a water index beside a multi-class model): before the upload
+            variant = predictor.variant(settings)
+        except ValueError as e:
+            raise HTTPException(422, api_words(str(e))) from None
+        variant.log = lambda m: None
         data = image.file.read(limits.max_bytes + 1)
         name = Path(image.filename or "upload").name or "upload"  # for messages only: never used as a path
         if len(data) > limits.max_bytes:
@@ -442,8 +447,6 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             try:
                 h, w = _checked_shape(path, name)
                 request.state.image_size = f"{w}x{h}"
-                variant = predictor.variant(settings)
-                variant.log = lambda m: None
                 if format == "json":
                     reply = _segment(variant, path, pictures)
                 else:
