@@ -399,16 +399,16 @@ def test_binary_entropy_is_one_bit_for_a_coin_toss_and_zero_when_sure():
 
 
 def test_the_overlay_tints_water_greys_no_data_and_leaves_the_rest_and_the_input_alone():
-    from unetseg.predict.outputs import WATER_RGB, overlay_png
+    from unetseg.predict.outputs import WATER_RGB, overlay_pixels
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
     before = rgb.copy()
     water, valid = rng.random((50, 70)) < 0.3, rng.random((50, 70)) < 0.9
-    out = np.asarray(overlay_png(rgb, water, valid)).astype(int)
+    out = overlay_pixels(rgb, water, valid).astype(int)
     assert np.array_equal(rgb, before)  # painted on a copy
     land = ~water & valid
     assert np.array_equal(out[land], rgb[land])
-    half = lambda colour, where: np.rint(rgb[where] * 0.5 + np.asarray(colour) * 0.5)  # noqa: E731
+    half = lambda colour, where: rgb[where] * 0.5 + np.asarray(colour) * 0.5  # noqa: E731 - half-way, to the unit
     assert np.abs(out[water & valid] - half(WATER_RGB, water & valid)).max() <= 0.5
     assert np.abs(out[~valid] - half((128, 128, 128), ~valid)).max() <= 0.5

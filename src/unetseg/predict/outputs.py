@@ -3,7 +3,6 @@ PNG mask / probability / overlay images, and the per-input counts behind the sum
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 import warnings
@@ -18,7 +17,7 @@ from PIL import Image
 from ..head import Head
 
 NODATA = 255  # class and probability value of no-data pixels in every raster output
-WATER_RGB = np.array([30, 110, 255], np.float32)
+WATER_RGB = np.array([30, 110, 255], np.uint8)
 
 
 def class_map(probs: np.ndarray, threshold: float, head: Head | None = None) -> np.ndarray:
@@ -152,9 +151,9 @@ def png_bytes(img: Image.Image | np.ndarray) -> bytes:
     skip Pillow's PNG encoder: rows unfiltered and zlib's run-length strategy, 3x faster than Pillow's fastest
     level and half the size on binary masks (320-px water masks: 0.65 against 1.9 ms, 3.6 against 6.8 kB);
     the file is an ordinary greyscale PNG."""
-    if isinstance(img, Image.Image) and img.mode != "L":
+    if (isinstance(img, Image.Image) and img.mode != "L") or (isinstance(img, np.ndarray) and img.ndim == 3):
         buf = io.BytesIO()
-        img.save(buf, format="PNG", compress_level=1)
+        (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, format="PNG", compress_level=1)
         return buf.getvalue()
     a = np.asarray(img)
     h, w = a.shape
@@ -185,21 +184,26 @@ def probability_pixels(prob: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, np.rint(prob * 255), 0).astype(np.uint8)
 
 
-def overlay_png(rgb: np.ndarray, water: np.ndarray, valid: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """The image with water tinted blue and no-data greyed out: the whole image tinted through a lookup table
-    (Image.point: 0.6 against 0.85 ms for Image.blend with a solid image, 470-px chips), then pasted in place
-    through a 0/255 mask (a paste through an `alpha` mask blends every pixel: slower; Image.composite copies
-    the whole image first)."""
-    image = Image.fromarray(np.ascontiguousarray(rgb, np.uint8), "RGB")  # a copy of its own: painted in place
-    water_rgb = tuple(int(v) for v in WATER_RGB)
-    for colour, where, a in ((water_rgb, water & valid, alpha), ((128, 128, 128), ~valid, 0.5)):
+def overlay_pixels(rgb: np.ndarray, water: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The image (H, W, C) as (H, W, 3) uint8 (grey as RGB) with water tinted half-way to blue and no-data greyed
+    out, on a copy (the input is left alone). NumPy on (H, W * 3) rows, no Pillow round trip: 0.8 against 2.0 ms
+    per 0.25-megapixel chip for Image.point + paste and the array copies around them (time.thread_time, the 290
+    test chips)."""
+    out = np.array(rgb[..., :3] if rgb.shape[-1] >= 3 else np.repeat(rgb[..., :1], 3, axis=-1), np.uint8, order="C")
+    for colour, where in ((WATER_RGB, water & valid), ((128, 128, 128), ~valid)):
         if where.any():
-            mask = Image.fromarray(where.view(np.uint8) * np.uint8(255))
-            image.paste(image.point(_tint_table(colour, a)), None, mask)
-    return image
+            _tint_half(out, where, np.asarray(colour, np.uint8))
+    return out
 
 
-@functools.cache
-def _tint_table(colour: tuple[int, ...], alpha: float) -> list[int]:
-    """Image.point's lookup table, a band after another: each value moved `alpha` of the way to `colour`."""
-    return [int(round(v * (1 - alpha) + c * alpha)) for c in colour for v in range(256)]
+def _tint_half(img: np.ndarray, where: np.ndarray, colour: np.ndarray) -> None:
+    """Move the `where` pixels of an (H, W, 3) uint8 image half-way to `colour`, in place: floor((v + c) / 2)
+    as (v >> 1) + (c >> 1) + (v & c & 1), in uint8 (no widening)."""
+    h, w, _ = img.shape
+    rows = img.reshape(h, w * 3)
+    tinted = rows >> 1
+    tinted += np.tile(colour >> 1, w)
+    if (odd := np.tile(colour & 1, w)).any():
+        tinted += rows & odd
+    pixel = np.dtype("V3")  # each pixel's 3 bytes as one item: `where` applies as it is (repeating it: 2x slower)
+    np.copyto(img.view(pixel)[..., 0], tinted.reshape(h, w, 3).view(pixel)[..., 0], where=where)

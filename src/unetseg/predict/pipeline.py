@@ -31,7 +31,7 @@ from .engine import Job, Segmenter, Stats
 from .fused import FusedSegmenter
 from .index import INDEX_BANDS, IndexSegmenter
 from .areas import PixelAreas, measure_polygons
-from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_pixels, overlay_png, png_bytes, \
+from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_pixels, overlay_pixels, png_bytes, \
     probability_pixels, to_cog
 from ..data.sources import RasterSource, Source, collect_inputs, is_raster, open_source
 from .vectors import SUFFIXES, Polygonizer, VectorWriter
@@ -141,9 +141,8 @@ class Segmented:
     def mask_pixels(self) -> np.ndarray:
         return mask_pixels(self.keep.classes, self.keep.valid, self.num_classes, self.multilabel)
 
-    def overlay_png(self, image: np.ndarray):
-        rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
-        return overlay_png(rgb, self.water, self.keep.valid)
+    def overlay(self, image: np.ndarray) -> np.ndarray:
+        return overlay_pixels(image, self.water, self.keep.valid)
 
 
 class Predictor:
@@ -405,7 +404,7 @@ class Predictor:
     def _write_pngs(self, source: Source, result: "Segmented", paths: dict[str, Path]) -> None:
         images = {"mask": result.mask_pixels()}
         if "overlay" in paths:
-            images["overlay"] = result.overlay_png(source.pixels)
+            images["overlay"] = result.overlay(source.pixels)
         if "probability" in paths:
             images["probability"] = probability_pixels(result.keep.prob, result.keep.valid)
         # all or nothing: the renames happen together at the end
@@ -558,7 +557,7 @@ class Predictor:
         return row
 
 
-def quicklook(source: RasterSource, mask: Path, water: int, side: int = 2048):
+def quicklook(source: RasterSource, mask: Path, water: int, side: int = 2048) -> np.ndarray:
     """The water over the image, shrunk to at most `side` pixels: a picture of a raster's result."""
     import rasterio
 
@@ -567,7 +566,7 @@ def quicklook(source: RasterSource, mask: Path, water: int, side: int = 2048):
     with rasterio.open(mask) as m:
         classes = m.read(1, out_shape=(h, w))
     valid = classes != 255
-    return overlay_png(source.thumbnail(h, w)[..., :3], (classes == water) & valid, valid)
+    return overlay_pixels(source.thumbnail(h, w), (classes == water) & valid, valid)
 
 
 def save_image(img: Image.Image | np.ndarray, path: Path) -> None:

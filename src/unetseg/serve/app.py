@@ -500,7 +500,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         if "mask" in pictures:
             png["mask_png"] = _b64png(result.mask_pixels())
         if "overlay" in pictures:
-            png["overlay_png"] = _b64png(result.overlay_png(rgb))
+            png["overlay_png"] = _b64png(result.overlay(rgb))
         if "probability" in pictures:
             png["probability_png"] = _b64png(Image.fromarray(np.stack(
                 [np.rint(keep.prob * 255).astype(np.uint8), keep.valid.astype(np.uint8) * 255], axis=-1), "LA"))
