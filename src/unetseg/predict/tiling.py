@@ -67,6 +67,8 @@ def axis_windows(length: int, tile: int, overlap: int, kind: str = "cosine") -> 
     """
     starts = tile_starts(length, tile, overlap)
     size = min(tile, length)
+    if len(starts) == 1:  # one window: its weights are x / x, exactly 1 (the common case of a folder of images)
+        return Axis(starts, size, [np.ones(size, np.float32)])
     pos = np.arange(length)
     if kind == "none":
         centres = np.array(starts) + (size - 1) / 2
