@@ -412,3 +412,5 @@ def test_the_overlay_tints_water_greys_no_data_and_leaves_the_rest_and_the_input
     half = lambda colour, where: rgb[where] * 0.5 + np.asarray(colour) * 0.5  # noqa: E731 - half-way, to the unit
     assert np.abs(out[water & valid] - half(WATER_RGB, water & valid)).max() <= 0.5
     assert np.abs(out[~valid] - half((128, 128, 128), ~valid)).max() <= 0.5
+    grey = overlay_pixels(rgb[..., :1], water, np.ones_like(valid))  # a grey image: tinted as RGB
+    assert grey.shape == (50, 70, 3) and np.array_equal(grey[~water], np.repeat(rgb[..., :1], 3, axis=-1)[~water])
