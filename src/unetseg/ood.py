@@ -18,23 +18,30 @@ import torch
 
 RIDGE = 1e-4  # added to the covariance's diagonal: a channel that never varies must not divide by zero
 PERCENTILE = 99.0
+CHUNK = 256  # images per pass: float64 copies of 256 chips of 128 px take 100 MB
 
 
 def image_features(images: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """(N, H, W, C) uint8 images (and optional (N, H, W) bool valid masks) -> (N, 2C): channel means, stds."""
-    if valid is None:  # sums of values and of squares as matrix products: 3x a reduction over strided channels
+    if valid is None:
         a = np.asarray(images)
-        x = a.reshape(a.shape[0], -1, a.shape[-1]).astype(np.float64)  # exact: integers below 2**53
-        mean = np.matmul(np.ones((x.shape[0], 1, x.shape[1])), x)[:, 0] / x.shape[1]
-        squares = np.matmul(x.transpose(0, 2, 1), x).diagonal(axis1=1, axis2=2)
-        var = squares / x.shape[1] - mean * mean
-        return np.concatenate([mean, np.sqrt(np.maximum(var, 0))], axis=1) / 255.0
+        return np.concatenate([_plain_features(a[i:i + CHUNK]) for i in range(0, len(a), CHUNK)])
     x = np.asarray(images, np.float32) / 255.0
     w = np.asarray(valid, np.float32)[..., None]
     n = np.maximum(w.sum(axis=(1, 2)), 1.0)
     mean = (x * w).sum(axis=(1, 2)) / n
     var = ((x - mean[:, None, None]) ** 2 * w).sum(axis=(1, 2)) / n
     return np.concatenate([mean, np.sqrt(var)], axis=1)
+
+
+def _plain_features(a: np.ndarray) -> np.ndarray:
+    """image_features of images with no no-data: sums of values and of squares as matrix products (3x a reduction
+    over strided channels), in float64 (exact: integers below 2**53)."""
+    x = a.reshape(a.shape[0], -1, a.shape[-1]).astype(np.float64)
+    mean = np.matmul(np.ones((x.shape[0], 1, x.shape[1])), x)[:, 0] / x.shape[1]
+    squares = np.matmul(x.transpose(0, 2, 1), x).diagonal(axis1=1, axis2=2)
+    var = squares / x.shape[1] - mean * mean
+    return np.concatenate([mean, np.sqrt(np.maximum(var, 0))], axis=1) / 255.0
 
 
 def fit_stats(features: np.ndarray) -> dict:

@@ -252,12 +252,9 @@ def training_input_stats(train: Chips, extra: Callable | None = None, count: int
     """The look of the training images (ood.fit_stats): the chips, and one epoch's scene crops if any."""
     from .ood import fit_stats, image_features
 
-    def chunked(images) -> list[np.ndarray]:  # float64 copies of 256 chips of 128 px at a time: 100 MB
-        return [image_features(np.asarray(images[i:i + 256])) for i in range(0, len(images), 256)]
-
-    features = chunked(train.images)
+    features = [image_features(np.asarray(train.images[i:i + 512])) for i in range(0, len(train.stems), 512)]
     if extra is not None and count:
-        features += chunked(extra(1)[0])
+        features.append(image_features(extra(1)[0]))
     return fit_stats(np.concatenate(features))
 
 
