@@ -56,7 +56,7 @@ def main() -> None:
     test = set(json.loads((args.run / "split.json").read_text())["test"])
     pairs = [p for p in scan_folder(args.data).pairs if p.stem in test]
     chips = load_chips(pairs, info["recipe"]["image_size"], progress=False)
-    model, _ = load_checkpoint(resolve_checkpoint(args.run, "best"), rt.device)
+    model, _ = load_checkpoint(resolve_checkpoint(args.run, "best"), rt.device, fold=True)  # as evaluate does
     predictor = Predictor(args.run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "chips"

@@ -49,3 +49,32 @@ def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'vgg99'.*unet"):
         build_model(ModelConfig(name="vgg99"))
     assert {"unet", "unet-bn"} <= set(MODELS)
+
+
+def test_folding_batch_norm_keeps_the_outputs_and_leaves_no_batch_norm():
+    from torch import nn
+
+    from unetseg.inference import fold_batch_norm
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="unet-bn", base_width=8, depth=3, batch_norm=True))
+    for m in model.modules():  # running statistics and affine parameters far from the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.2, 3.0)
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.3, 0.3)
+    with pytest.raises(ValueError, match="training mode"):
+        fold_batch_norm(model)
+    model.eval()
+    x = torch.rand(2, 3, 40, 24)
+    with torch.no_grad():
+        before = model(x)
+        fold_batch_norm(model)
+        after = model(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert before.abs().max() > 0.1  # not a trivial output
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)
+    plain = build_model(ModelConfig(name="unet")).eval()  # the seed U-Net has no batch norm: nothing changes
+    n = len(list(plain.modules()))
+    assert len(list(fold_batch_norm(plain).modules())) == n

@@ -239,7 +239,7 @@ def test_plain_images_give_mask_overlay_probability_and_a_summary_row(tiny_run, 
 
 def test_scale_fit_on_a_chip_at_training_size_equals_chip_prediction(tiny_run, tmp_path):
     rt = select_runtime("auto")
-    model, _ = load_checkpoint(resolve_checkpoint(tiny_run), rt.device)
+    model, _ = load_checkpoint(resolve_checkpoint(tiny_run), rt.device, fold=True)  # as evaluate does
     img = np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "chip.png")
     expected = to_classes(predict_chips(model, img[None], rt))[0]

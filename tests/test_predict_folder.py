@@ -40,7 +40,7 @@ def test_batched_folder_masks_equal_evaluate_on_chips_at_the_training_size(tiny_
     r = unetseg("predict", tiny_run, folder, "--out", tmp_path / "out", "--scale", "fit", "-q")
     assert r.returncode == 0, r.stderr
     rt = select_runtime("auto")
-    model, _ = load_checkpoint(tiny_run / "best.safetensors", rt.device)
+    model, _ = load_checkpoint(tiny_run / "best.safetensors", rt.device, fold=True)  # as evaluate does
     names = sorted(pixels)
     expected = to_classes(predict_chips(model, np.stack([pixels[n] for n in names]), rt, batch_size=32))
     got = _masks(tmp_path / "out", names)

@@ -56,8 +56,10 @@ def test_checkpoint_round_trip_gives_the_same_predictions(trained_run):
     model, info = load_checkpoint(out / "last.safetensors")
     x = torch.rand(2, 3, 32, 32)
     again, _ = load_checkpoint(out / "last.safetensors")
+    folded, _ = load_checkpoint(out / "last.safetensors", fold=True)  # what predict and evaluate run
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
     assert info["recipe"]["model"]["base_width"] == 8
 
 

@@ -149,8 +149,11 @@ def initial_weights(run: str | Path, model: ModelConfig) -> tuple[dict[str, torc
                    "epoch": info.get("epoch")}
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from its JSON, verify the SHA-256, load the weights; the model is in eval mode."""
+def load_checkpoint(path: Path, device: torch.device | str = "cpu", fold: bool = False
+                    ) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its JSON, verify the SHA-256, load the weights; the model is in eval mode. fold: for
+    inference only, batch norm folded into the convolutions (inference.fold_batch_norm; its state dict is no
+    longer the checkpoint's)."""
     state, info = load_pair(path, device)
     try:
         model = build_model(ModelConfig(**info["recipe"]["model"]))
@@ -158,4 +161,9 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     except (KeyError, TypeError, RuntimeError) as e:
         raise DataError(f"{path}: the weights do not match the model described in {path.with_suffix('.json').name} "
                         f"({first_line(e)})") from None
-    return model.to(device).eval(), info
+    model = model.to(device).eval()
+    if fold:
+        from .inference import fold_batch_norm
+
+        fold_batch_norm(model)
+    return model, info

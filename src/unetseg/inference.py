@@ -10,6 +10,22 @@ from .head import Head
 from .runtime import Runtime
 
 
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """Fold each batch norm that directly follows a convolution (in an nn.Sequential) into that convolution's
+    weights and bias, in place, for inference (eval mode: the running statistics). The same function to float
+    rounding (fp32: 4e-6 on the water model's probabilities); one op less per layer: 17% more img/s in bf16 on a
+    2-core Xeon with AMX, 2% in fp32 (docs/predict.md)."""
+    if model.training:
+        raise ValueError("fold_batch_norm: the model is in training mode; folding uses the running statistics")
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats:
+                seq[i] = nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+    return model
+
+
 def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) float in [0, 1], channels_last in memory (a free permute)."""
     # np.array copies the batch: cache slices are read-only memory maps, which torch warns about wrapping
