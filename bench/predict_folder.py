@@ -45,6 +45,7 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no Images/ folder (set UNETSEG_DATA or --data)")
 
     from unetseg.checkpoint import load_checkpoint, resolve_checkpoint
+    from unetseg.inference import autocast_weights
     from unetseg.config import PredictConfig
     from unetseg.data.cache import load_chips
     from unetseg.data.folder import scan_folder
@@ -57,6 +58,7 @@ def main() -> None:
     pairs = [p for p in scan_folder(args.data).pairs if p.stem in test]
     chips = load_chips(pairs, info["recipe"]["image_size"], progress=False)
     model, _ = load_checkpoint(resolve_checkpoint(args.run, "best"), rt.device, fold=True)  # as evaluate does
+    model = autocast_weights(model, rt)
     predictor = Predictor(args.run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "chips"

@@ -78,3 +78,24 @@ def test_folding_batch_norm_keeps_the_outputs_and_leaves_no_batch_norm():
     plain = build_model(ModelConfig(name="unet")).eval()  # the seed U-Net has no batch norm: nothing changes
     n = len(list(plain.modules()))
     assert len(list(fold_batch_norm(plain).modules())) == n
+
+
+def test_weights_stored_in_the_autocast_dtype_give_the_same_outputs_to_the_bit():
+    from unetseg.inference import autocast_weights
+    from unetseg.runtime import Runtime
+
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(name="unet-bn", base_width=8, depth=3, batch_norm=True)).eval()
+    x = torch.rand(2, 3, 32, 48)
+    bf16 = Runtime(torch.device("cpu"), "bf16")
+    with torch.no_grad(), bf16.autocast():
+        before = model(x)
+        autocast_weights(model, bf16)
+        after = model(x)
+    assert torch.equal(after, before)
+    convs = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert all(m.weight.dtype == torch.float32 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    plain = build_model(ModelConfig(name="unet-bn", base_width=8, depth=3, batch_norm=True)).eval()
+    autocast_weights(plain, Runtime(torch.device("cpu"), "fp32"))  # no autocast: nothing changes
+    assert all(p.dtype == torch.float32 for p in plain.parameters())

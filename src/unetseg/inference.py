@@ -26,6 +26,18 @@ def fold_batch_norm(model: nn.Module) -> nn.Module:
     return model
 
 
+def autocast_weights(model: nn.Module, rt: Runtime) -> nn.Module:
+    """Store the convolutions' and linear layers' parameters in the runtime's autocast dtype (bf16, fp16) once, in
+    place, for inference under rt.autocast(): autocast would cast each of them again on every forward pass. The
+    same outputs to the bit (autocast runs those ops in that dtype either way); 7-9% more img/s for the water and
+    seed models in bf16 on a 2-core Xeon with AMX. Other layers (batch norm) keep theirs. fp32: nothing changes."""
+    if rt.amp_dtype is not None:
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                m.to(rt.amp_dtype)
+    return model
+
+
 def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) float in [0, 1], channels_last in memory (a free permute)."""
     # np.array copies the batch: cache slices are read-only memory maps, which torch warns about wrapping

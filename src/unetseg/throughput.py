@@ -11,7 +11,9 @@ from .augment import Augment
 from .compiled import compile_for_inference
 from .config import AugmentConfig
 from .config import ModelConfig, Recipe
+from .inference import autocast_weights, fold_batch_norm
 from .models import build_model
+from .runtime import Runtime
 from .training import loss_fn
 
 SEED_TRAIN_GFLOP = 20.0  # per 128 px training image: 3x the 6.67 GFLOP forward of the seed U-Net
@@ -76,7 +78,9 @@ class InferStep:
         channels = next(p for p in model.parameters() if p.ndim == 4).shape[1]
         self.x = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
         self.x = self.x.contiguous(memory_format=fmt)
-        self.model = model.eval().to(memory_format=fmt)
+        # as predict and evaluate load a model: batch norm folded, weights stored in the autocast dtype
+        rt = Runtime(torch.device("cpu"), precision)
+        self.model = autocast_weights(fold_batch_norm(model.eval()), rt).to(memory_format=fmt)
         if engine == "compiled":  # as predict/evaluate --compile
             self.model = compile_for_inference(self.model)
         self.dtype = {"bf16": torch.bfloat16}.get(precision)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..checkpoint import load_checkpoint, resolve_checkpoint
+from ..inference import autocast_weights
 from ..config import ModelConfig, PredictConfig, Recipe, index_of, uses_model
 from ..errors import DataError, ReportedElsewhere
 from ..data.spec import DatasetSpec
@@ -166,6 +167,7 @@ class Predictor:
             folder.info()  # a folder that is not a run: the clear error
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
         model, ck = load_checkpoint(weights, rt.device, fold=True)
+        model = autocast_weights(model, rt)
         if cfg.engine == "onnxruntime":
             from ..export import load_exported
 
