@@ -44,8 +44,7 @@ def main() -> None:
     if not (args.data / "Images").is_dir():
         raise SystemExit(f"{args.data}: no Images/ folder (set UNETSEG_DATA or --data)")
 
-    from unetseg.checkpoint import load_checkpoint, resolve_checkpoint
-    from unetseg.inference import autocast_weights
+    from unetseg.checkpoint import load_for_inference, resolve_checkpoint
     from unetseg.config import PredictConfig
     from unetseg.data.cache import load_chips
     from unetseg.data.folder import scan_folder
@@ -57,8 +56,7 @@ def main() -> None:
     test = set(json.loads((args.run / "split.json").read_text())["test"])
     pairs = [p for p in scan_folder(args.data).pairs if p.stem in test]
     chips = load_chips(pairs, info["recipe"]["image_size"], progress=False)
-    model, _ = load_checkpoint(resolve_checkpoint(args.run, "best"), rt.device, fold=True)  # as evaluate does
-    model = autocast_weights(model, rt)
+    model, _ = load_for_inference(resolve_checkpoint(args.run, "best"), rt)  # as evaluate loads it
     predictor = Predictor(args.run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "chips"

@@ -14,7 +14,7 @@ from PIL import Image
 from rasterio.features import shapes
 from rasterio.transform import from_origin
 
-from unetseg.checkpoint import load_checkpoint, resolve_checkpoint
+from unetseg.checkpoint import load_for_inference, resolve_checkpoint
 from unetseg.config import PredictConfig, Recipe
 from unetseg.data import load_chips, scan_folder
 from unetseg.inference import predict_chips, to_classes
@@ -70,7 +70,7 @@ def test_tiled_mosaic_agrees_with_one_pass_and_chip_by_chip_and_seams_show_witho
     n = 8
     mosaic, chips, size = mosaic_of_test_chips(real_run, real_data, n)
     rt = select_runtime("auto")
-    model, _ = load_checkpoint(resolve_checkpoint(real_run), rt.device)
+    model, _ = load_for_inference(resolve_checkpoint(real_run), rt)
     per_chip = to_classes(predict_chips(model, chips, rt)).astype(bool)
     chip_by_chip = per_chip.reshape(n, n, size, size).transpose(0, 2, 1, 3).reshape(n * size, n * size)
     path = tmp_path / "mosaic.png"
@@ -239,7 +239,7 @@ def test_plain_images_give_mask_overlay_probability_and_a_summary_row(tiny_run, 
 
 def test_scale_fit_on_a_chip_at_training_size_equals_chip_prediction(tiny_run, tmp_path):
     rt = select_runtime("auto")
-    model, _ = load_checkpoint(resolve_checkpoint(tiny_run), rt.device, fold=True)  # as evaluate does
+    model, _ = load_for_inference(resolve_checkpoint(tiny_run), rt)  # as evaluate loads it
     img = np.random.default_rng(2).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "chip.png")
     expected = to_classes(predict_chips(model, img[None], rt))[0]

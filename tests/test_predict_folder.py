@@ -31,7 +31,7 @@ def _masks(out, names):
 
 
 def test_batched_folder_masks_equal_evaluate_on_chips_at_the_training_size(tiny_run, synth_data, tmp_path):
-    from unetseg.checkpoint import load_checkpoint
+    from unetseg.checkpoint import load_for_inference
     from unetseg.inference import predict_chips, to_classes
     from unetseg.runtime import select_runtime
 
@@ -40,7 +40,7 @@ def test_batched_folder_masks_equal_evaluate_on_chips_at_the_training_size(tiny_
     r = unetseg("predict", tiny_run, folder, "--out", tmp_path / "out", "--scale", "fit", "-q")
     assert r.returncode == 0, r.stderr
     rt = select_runtime("auto")
-    model, _ = load_checkpoint(tiny_run / "best.safetensors", rt.device, fold=True)  # as evaluate does
+    model, _ = load_for_inference(tiny_run / "best.safetensors", rt)  # as evaluate loads it
     names = sorted(pixels)
     expected = to_classes(predict_chips(model, np.stack([pixels[n] for n in names]), rt, batch_size=32))
     got = _masks(tmp_path / "out", names)

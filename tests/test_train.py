@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetseg.checkpoint import load_checkpoint
+from unetseg.checkpoint import load_checkpoint, load_for_inference
 from unetseg.config import ModelConfig, Recipe, get_recipe
 from unetseg.data import DataError
 from unetseg.runtime import select_runtime
@@ -56,7 +56,7 @@ def test_checkpoint_round_trip_gives_the_same_predictions(trained_run):
     model, info = load_checkpoint(out / "last.safetensors")
     x = torch.rand(2, 3, 32, 32)
     again, _ = load_checkpoint(out / "last.safetensors")
-    folded, _ = load_checkpoint(out / "last.safetensors", fold=True)  # what predict and evaluate run
+    folded, _ = load_for_inference(out / "last.safetensors", rt)  # what predict and evaluate run (fp32 here)
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)

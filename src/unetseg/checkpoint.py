@@ -17,6 +17,7 @@ from .errors import DataError, first_line
 from .atomic import atomic_path, sha256_file
 from .models import build_model
 from .pickles import read_state_dict, refuse_pickle
+from .runtime import Runtime
 
 
 def library_versions() -> dict[str, str]:
@@ -149,11 +150,8 @@ def initial_weights(run: str | Path, model: ModelConfig) -> tuple[dict[str, torc
                    "epoch": info.get("epoch")}
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu", fold: bool = False
-                    ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from its JSON, verify the SHA-256, load the weights; the model is in eval mode. fold: for
-    inference only, batch norm folded into the convolutions (inference.fold_batch_norm; its state dict is no
-    longer the checkpoint's)."""
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from its JSON, verify the SHA-256, load the weights; the model is in eval mode."""
     state, info = load_pair(path, device)
     try:
         model = build_model(ModelConfig(**info["recipe"]["model"]))
@@ -161,9 +159,14 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu", fold: bool =
     except (KeyError, TypeError, RuntimeError) as e:
         raise DataError(f"{path}: the weights do not match the model described in {path.with_suffix('.json').name} "
                         f"({first_line(e)})") from None
-    model = model.to(device).eval()
-    if fold:
-        from .inference import fold_batch_norm
+    return model.to(device).eval(), info
 
-        fold_batch_norm(model)
-    return model, info
+
+def load_for_inference(path: Path, rt: Runtime) -> tuple[nn.Module, dict[str, Any]]:
+    """load_checkpoint as predict, serve, the API and evaluate run the model: batch norm folded into the
+    convolutions, their weights stored in the autocast dtype (inference.py; for inference only: the state dict is
+    no longer the checkpoint's)."""
+    from .inference import autocast_weights, fold_batch_norm
+
+    model, info = load_checkpoint(path, rt.device)
+    return autocast_weights(fold_batch_norm(model), rt), info

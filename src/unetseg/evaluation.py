@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, resolve_checkpoint
+from .checkpoint import load_for_inference, resolve_checkpoint
 from .compiled import maybe_compile, warmup_seconds
 from .data.cache import Chips
 from .figures import plot_confusion, plot_histogram, plot_predictions
-from .inference import autocast_weights, predict_chips, to_classes
+from .inference import predict_chips, to_classes
 from .atomic import write_text_atomic
 from .metrics import ConfusionAccumulator, accumulator, distribution, per_image_iou, scores_from_confusion
 from .errors import DataError
@@ -93,8 +93,7 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     """Evaluate RUN/<checkpoint> on the test chips; write metrics.json (metrics-tta-MODE.json with TTA), with
     `extra` figures measured elsewhere (the whole files of grid-chip runs), and the figures."""
     weights = resolve_checkpoint(run_dir, checkpoint)
-    model, info = load_checkpoint(weights, rt.device, fold=True)
-    model = autocast_weights(model, rt)
+    model, info = load_for_inference(weights, rt)
     model = maybe_compile(model, compile, log)
     scores, pred = evaluate_chips(model, test, rt, batch_size, class_names=class_names, tta=tta, head=head)
     result = {"checkpoint": weights.name, "epoch": info.get("epoch"), "test_images": len(test.stems),

@@ -15,8 +15,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from ..checkpoint import load_checkpoint, resolve_checkpoint
-from ..inference import autocast_weights
+from ..checkpoint import load_for_inference, resolve_checkpoint
 from ..config import ModelConfig, PredictConfig, Recipe, index_of, uses_model
 from ..errors import DataError, ReportedElsewhere
 from ..data.spec import DatasetSpec
@@ -166,8 +165,7 @@ class Predictor:
         if not folder.is_run() and Path(run_dir).is_dir():
             folder.info()  # a folder that is not a run: the clear error
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
-        model, ck = load_checkpoint(weights, rt.device, fold=True)
-        model = autocast_weights(model, rt)
+        model, ck = load_for_inference(weights, rt)
         if cfg.engine == "onnxruntime":
             from ..export import load_exported
 
