@@ -79,16 +79,15 @@ class InferStep:
         self.x = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
         self.x = self.x.contiguous(memory_format=fmt)
         # as predict and evaluate load a model: batch norm folded, weights stored in the autocast dtype
-        rt = Runtime(torch.device("cpu"), precision)
-        self.model = autocast_weights(fold_batch_norm(model.eval()), rt).to(memory_format=fmt)
+        self.rt = Runtime(torch.device("cpu"), precision)
+        self.model = autocast_weights(fold_batch_norm(model.eval()), self.rt).to(memory_format=fmt)
         if engine == "compiled":  # as predict/evaluate --compile
             self.model = compile_for_inference(self.model)
-        self.dtype = {"bf16": torch.bfloat16}.get(precision)
         self.batch = batch
 
     def __call__(self) -> float:
         t = time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype is not None):
+        with torch.inference_mode(), self.rt.autocast():
             self.model(self.x)
         return time.perf_counter() - t
 
