@@ -87,8 +87,9 @@ def cell_keras(precision: str, task: str, steps: int, warmup: int) -> dict:
 
 def cell_unetseg(precision: str, task: str, steps: int, warmup: int) -> dict:
     """unetseg's own paths: select_runtime (which keeps freed memory for reuse: runtime.keep_freed_memory),
-    channels_last, bf16 autocast; `infer` is predict/evaluate's eager model, `infer-compiled` their --compile
-    (inductor with frozen weights; its one-off compile time is left out, as warm-up)."""
+    channels_last, bf16 autocast; `infer` is predict/evaluate's eager model (batch norm folded, convolutions
+    packed for oneDNN with their ReLU: load_for_inference), `infer-compiled` their --compile (inductor with
+    frozen weights; its one-off compile time is left out, as warm-up)."""
     import torch
 
     from unetseg.config import ModelConfig
@@ -99,16 +100,19 @@ def cell_unetseg(precision: str, task: str, steps: int, warmup: int) -> dict:
     select_runtime(precision)
     if task == "train":
         step = TrainStep(precision, channels_last=True, batch=BATCH, size=SIZE)
-        model = step.model
+        parameters = sum(p.numel() for p in step.model.parameters())
     else:
         model = build_model(ModelConfig())
+        parameters = sum(p.numel() for p in model.parameters())  # counted before InferStep packs the weights
         step = InferStep(model, precision, channels_last=True, batch=BATCH, size=SIZE,
                          engine="compiled" if task == "infer-compiled" else "torch")
     seconds = _time(step, steps, warmup)
-    return {"img_s": BATCH / seconds, "parameters": sum(p.numel() for p in model.parameters()),
+    return {"img_s": BATCH / seconds, "parameters": parameters,
             "used": f"PyTorch {torch.__version__}, {precision}{' autocast' if precision == 'bf16' else ''}, "
                     f"channels_last, intra-op threads {torch.get_num_threads()}, oneDNN (mkldnn) "
-                    f"{'on' if torch.backends.mkldnn.is_available() else 'off'}, freed memory kept for reuse"}
+                    f"{'on' if torch.backends.mkldnn.is_available() else 'off'}, freed memory kept for reuse"
+                    + {"infer": ", batch norm folded, convolutions packed for oneDNN with their ReLU",
+                       "infer-compiled": ", batch norm folded, inductor with frozen weights"}.get(task, "")}
 
 
 def _onednn_on() -> bool:

@@ -21,7 +21,7 @@ def test_benchmark_times_every_engine_and_writes_consistent_json(tmp_path):
     rows = {(row["kind"], row["variant"]): row for row in result["rows"]}
     best = "bf16" if "bf16" in result["roofline_gflops"] else "fp32"
     expected = {("train", "fp32 eager (NCHW)"), ("train", f"{best} + channels_last"),
-                ("infer", "fp32 eager (NCHW)"), ("infer", "fp32 + channels_last"), ("infer", "onnxruntime fp32")}
+                ("infer", "fp32 eager (NCHW)"), ("infer", "fp32 + channels_last, packed"), ("infer", "onnxruntime fp32")}
     assert expected <= set(rows)
     assert not any("compiled" in variant for _, variant in rows)  # --no-compile
     for (kind, variant), row in rows.items():

@@ -80,6 +80,46 @@ def test_folding_batch_norm_keeps_the_outputs_and_leaves_no_batch_norm():
     assert len(list(fold_batch_norm(plain).modules())) == n
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="PyTorch built without oneDNN")
+@pytest.mark.parametrize("name", ["unet-bn", "ternausnet"])
+def test_convolutions_packed_for_onednn_give_the_same_outputs(name):
+    import copy
+
+    from torch import nn
+
+    from unetseg.inference import OneDNNConv, autocast_weights, fold_batch_norm, prepack_convolutions
+    from unetseg.runtime import Runtime
+
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(name=name, base_width=8, batch_norm=True, num_classes=3))
+    with pytest.raises(ValueError, match="training mode"):
+        prepack_convolutions(model)
+    model.eval()
+    convs = sum(type(m) in (nn.Conv2d, nn.ConvTranspose2d) for m in model.modules())
+    precisions = ["fp32"] + (["bf16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else [])
+    for precision in precisions:
+        rt = Runtime(torch.device("cpu"), precision)
+        eager = autocast_weights(fold_batch_norm(copy.deepcopy(model)), rt)
+        packed = prepack_convolutions(autocast_weights(fold_batch_norm(copy.deepcopy(model)), rt))
+        fused = [m for m in packed.modules() if isinstance(m, OneDNNConv)]
+        assert len(fused) == convs  # every convolution, transposed ones too
+        assert not any(isinstance(m, nn.ReLU) for m in packed.modules())  # each ReLU went into its convolution
+        assert sum(m.attr == "relu" for m in fused) == sum(isinstance(m, nn.ReLU) for m in eager.modules())
+        x = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), rt.autocast():
+            a, b = eager(x), packed(x)
+            odd = torch.rand(1, 3, 37, 53)  # padded inside the model, and not channels_last
+            c, d = eager(odd), packed(odd)
+        assert a.abs().max() > 0.1 and b.dtype == a.dtype
+        if precision == "bf16":  # the same kernels' arithmetic: to the bit
+            assert torch.equal(b, a) and torch.equal(d, c)
+        else:  # fp32: at most rounding (eager may pick another algorithm for some shapes)
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(d, c, rtol=1e-5, atol=1e-5)
+    same = nn.Sequential(nn.Conv2d(3, 4, 3, padding="same"), nn.ReLU()).eval()  # 'same' padding: left eager
+    assert isinstance(prepack_convolutions(same)[0], nn.Conv2d)
+
+
 def test_weights_stored_in_the_autocast_dtype_give_the_same_outputs_to_the_bit():
     from unetseg.inference import autocast_weights
     from unetseg.runtime import Runtime

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from unetseg.checkpoint import load_checkpoint, load_for_inference
+from unetseg.inference import OneDNNConv
 from unetseg.config import ModelConfig, Recipe, get_recipe
 from unetseg.data import DataError
 from unetseg.runtime import select_runtime
@@ -57,9 +58,14 @@ def test_checkpoint_round_trip_gives_the_same_predictions(trained_run):
     x = torch.rand(2, 3, 32, 32)
     again, _ = load_checkpoint(out / "last.safetensors")
     folded, _ = load_for_inference(out / "last.safetensors", rt)  # what predict and evaluate run (fp32 here)
+    to_compile, _ = load_for_inference(out / "last.safetensors", rt, prepack=False)  # --compile packs its own
     with torch.no_grad():
         assert torch.equal(model(x), again(x))
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(to_compile(x), model(x), rtol=1e-4, atol=1e-5)
+    if torch.backends.mkldnn.is_available():  # on the CPU, eager inference runs packed convolutions
+        assert any(isinstance(m, OneDNNConv) for m in folded.modules())
+    assert not any(isinstance(m, OneDNNConv) for m in to_compile.modules())
     assert info["recipe"]["model"]["base_width"] == 8
 
 

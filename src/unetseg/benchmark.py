@@ -69,10 +69,13 @@ def run_benchmark(cfg: ModelConfig = ModelConfig(), batch: int = 32, size: int =
     if compile:
         train_steps[(f"{best} + channels_last, compiled", best)] = TrainStep(best, True, batch, size, cfg, compiled=True)
     model = build_model(cfg)
-    infer_steps = {("fp32 eager (NCHW)", "fp32"): InferStep(build_model(cfg).eval(), "fp32", False, batch, size),
-                   ("fp32 + channels_last", "fp32"): InferStep(build_model(cfg).eval(), "fp32", True, batch, size)}
+    # the baseline: PyTorch's own layers; then predict's eager model (convolutions packed for oneDNN with their ReLU)
+    infer_steps = {("fp32 eager (NCHW)", "fp32"): InferStep(build_model(cfg).eval(), "fp32", False, batch, size,
+                                                            engine="plain"),
+                   ("fp32 + channels_last, packed", "fp32"): InferStep(build_model(cfg).eval(), "fp32", True, batch, size)}
     if best == "bf16":
-        infer_steps[("bf16 + channels_last", "bf16")] = InferStep(build_model(cfg).eval(), "bf16", True, batch, size)
+        infer_steps[("bf16 + channels_last, packed", "bf16")] = InferStep(build_model(cfg).eval(), "bf16", True, batch,
+                                                                          size)
     if compile:
         infer_steps[(f"{best} + channels_last, compiled", best)] = InferStep(build_model(cfg).eval(), best, True, batch,
                                                                               size, engine="compiled")

@@ -162,11 +162,13 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> tuple[nn.
     return model.to(device).eval(), info
 
 
-def load_for_inference(path: Path, rt: Runtime) -> tuple[nn.Module, dict[str, Any]]:
+def load_for_inference(path: Path, rt: Runtime, prepack: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """load_checkpoint as predict, serve, the API and evaluate run the model: batch norm folded into the
-    convolutions, their weights stored in the autocast dtype (inference.py; for inference only: the state dict is
-    no longer the checkpoint's)."""
-    from .inference import autocast_weights, fold_batch_norm
+    convolutions, their weights stored in the autocast dtype and, on the CPU unless `prepack` is off (a model
+    to compile: inductor packs its own), packed for oneDNN with their ReLU fused (inference.py; for inference
+    only: the state dict is no longer the checkpoint's)."""
+    from .inference import autocast_weights, fold_batch_norm, prepack_convolutions
 
     model, info = load_checkpoint(path, rt.device)
-    return autocast_weights(fold_batch_norm(model), rt), info
+    model = autocast_weights(fold_batch_norm(model), rt)
+    return (prepack_convolutions(model) if prepack and rt.device.type == "cpu" else model), info

@@ -513,8 +513,9 @@ def benchmark(
 ):
     """Time training and inference for every engine and precision on this machine, side by side.
 
-    Training: fp32 eager, the best precision with channels_last, and compiled. Inference: fp32 eager,
-    fp32 + channels_last, bf16 + channels_last (where bf16 is native), compiled, and onnxruntime. Each as
+    Training: fp32 eager, the best precision with channels_last, and compiled. Inference: fp32 eager
+    (PyTorch's own layers), then predict's eager model (convolutions packed for oneDNN with their ReLU) in
+    fp32 + channels_last and bf16 + channels_last (where bf16 is native), compiled, and onnxruntime. Each as
     img/s, a ratio to fp32 eager, and a fraction of the measured matmul roofline in its precision (FLOPs
     counted by PyTorch; training = 3x the forward). Also the share of a training step spent on data.
 

@@ -93,7 +93,7 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     """Evaluate RUN/<checkpoint> on the test chips; write metrics.json (metrics-tta-MODE.json with TTA), with
     `extra` figures measured elsewhere (the whole files of grid-chip runs), and the figures."""
     weights = resolve_checkpoint(run_dir, checkpoint)
-    model, info = load_for_inference(weights, rt)
+    model, info = load_for_inference(weights, rt, prepack=not compile)
     model = maybe_compile(model, compile, log)
     scores, pred = evaluate_chips(model, test, rt, batch_size, class_names=class_names, tta=tta, head=head)
     result = {"checkpoint": weights.name, "epoch": info.get("epoch"), "test_images": len(test.stems),

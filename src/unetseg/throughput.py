@@ -11,7 +11,7 @@ from .augment import Augment
 from .compiled import compile_for_inference
 from .config import AugmentConfig
 from .config import ModelConfig, Recipe
-from .inference import autocast_weights, fold_batch_norm
+from .inference import autocast_weights, fold_batch_norm, prepack_convolutions
 from .models import build_model
 from .runtime import Runtime
 from .training import loss_fn
@@ -70,7 +70,8 @@ class TrainStep:
 
 
 class InferStep:
-    """One forward pass of a fixed batch: eager or compiled PyTorch in a precision and layout, or onnxruntime."""
+    """One forward pass of a fixed batch in a precision and layout: `engine` torch (predict and evaluate's eager
+    model), plain (PyTorch's own layers, nothing packed) or compiled (their --compile)."""
 
     def __init__(self, model: torch.nn.Module, precision: str, channels_last: bool, batch: int = 32, size: int = 128,
                  engine: str = "torch"):
@@ -83,6 +84,8 @@ class InferStep:
         self.model = autocast_weights(fold_batch_norm(model.eval()), self.rt).to(memory_format=fmt)
         if engine == "compiled":  # as predict/evaluate --compile
             self.model = compile_for_inference(self.model)
+        elif engine == "torch":  # predict/evaluate's eager model: convolutions packed for oneDNN with their ReLU
+            self.model = prepack_convolutions(self.model)  # ("plain": PyTorch's own layers, for comparison)
         self.batch = batch
 
     def __call__(self) -> float:

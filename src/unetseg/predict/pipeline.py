@@ -165,7 +165,7 @@ class Predictor:
         if not folder.is_run() and Path(run_dir).is_dir():
             folder.info()  # a folder that is not a run: the clear error
         weights = resolve_checkpoint(run_dir, cfg.checkpoint)
-        model, ck = load_for_inference(weights, rt)
+        model, ck = load_for_inference(weights, rt, prepack=not cfg.compile)
         if cfg.engine == "onnxruntime":
             from ..export import load_exported
 
