@@ -167,8 +167,7 @@ def load_for_inference(path: Path, rt: Runtime, prepack: bool = True) -> tuple[n
     convolutions, their weights stored in the autocast dtype and, on the CPU unless `prepack` is off (a model
     to compile: inductor packs its own), packed for oneDNN with their ReLU fused (inference.py; for inference
     only: the state dict is no longer the checkpoint's)."""
-    from .inference import autocast_weights, fold_batch_norm, prepack_convolutions
+    from .inference import prepare_for_inference
 
     model, info = load_checkpoint(path, rt.device)
-    model = autocast_weights(fold_batch_norm(model), rt)
-    return (prepack_convolutions(model) if prepack and rt.device.type == "cpu" else model), info
+    return prepare_for_inference(model, rt, prepack), info

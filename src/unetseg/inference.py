@@ -65,13 +65,10 @@ class OneDNNConv(nn.Module):
         return f"{'transposed, ' if self.transposed else ''}weight {self.shape} {self.dtype}, post-op {self.attr}"
 
 
-def _packable(m: nn.Module) -> bool:
-    """A 2-d convolution oneDNN runs as it is: zero padding given in numbers, on the CPU, in fp32 (or in bf16 where
-    oneDNN runs bf16 natively; elsewhere eager PyTorch's own path)."""
+def _packable(m: nn.Module, dtypes: tuple[torch.dtype, ...]) -> bool:
+    """A 2-d convolution oneDNN runs as it is: zero padding given in numbers, on the CPU, in one of `dtypes`."""
     return (type(m) in (nn.Conv2d, nn.ConvTranspose2d) and m.padding_mode == "zeros"
-            and isinstance(m.padding, tuple) and m.weight.device.type == "cpu"
-            and (m.weight.dtype == torch.float32
-                 or m.weight.dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+            and isinstance(m.padding, tuple) and m.weight.device.type == "cpu" and m.weight.dtype in dtypes)
 
 
 def prepack_convolutions(model: nn.Module) -> nn.Module:
@@ -83,21 +80,31 @@ def prepack_convolutions(model: nn.Module) -> nn.Module:
         raise ValueError("prepack_convolutions: the model is in training mode; packed weights are for inference")
     if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
         return model
+    # bf16 only where oneDNN runs it natively; elsewhere bf16 stays on eager PyTorch's own path
+    dtypes = (torch.float32, torch.bfloat16) if torch.ops.mkldnn._is_mkldnn_bf16_supported() else (torch.float32,)
     for parent in list(model.modules()):
         names = list(parent._modules)
         for i, name in enumerate(names):
             conv = parent._modules[name]
-            if not _packable(conv):
+            if not _packable(conv, dtypes):
                 continue
-            after = [n for n in names[i + 1:] if type(parent._modules[n]) is not nn.Identity][:1]
-            relu = isinstance(parent, nn.Sequential) and bool(after) and type(parent._modules[after[0]]) is nn.ReLU
+            after = next((n for n in names[i + 1:] if type(parent._modules[n]) is not nn.Identity), None)
+            relu = isinstance(parent, nn.Sequential) and after is not None and type(parent._modules[after]) is nn.ReLU
             try:
                 parent._modules[name] = OneDNNConv(conv, relu)
             except RuntimeError:  # a shape or type this oneDNN build has no kernel for: leave it eager
                 continue
             if relu:
-                parent._modules[after[0]] = nn.Identity()
+                parent._modules[after] = nn.Identity()
     return model
+
+
+def prepare_for_inference(model: nn.Module, rt: Runtime, prepack: bool = True) -> nn.Module:
+    """The model as predict, serve, the API and evaluate run it, in place: batch norm folded, weights in the
+    autocast dtype and, unless `prepack` is off (a model to compile: inductor packs its own), the CPU
+    convolutions packed for oneDNN with their ReLU."""
+    model = autocast_weights(fold_batch_norm(model.eval()), rt)
+    return prepack_convolutions(model) if prepack else model
 
 
 def to_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -11,7 +11,7 @@ from .augment import Augment
 from .compiled import compile_for_inference
 from .config import AugmentConfig
 from .config import ModelConfig, Recipe
-from .inference import autocast_weights, fold_batch_norm, prepack_convolutions
+from .inference import prepare_for_inference
 from .models import build_model
 from .runtime import Runtime
 from .training import loss_fn
@@ -79,13 +79,11 @@ class InferStep:
         channels = next(p for p in model.parameters() if p.ndim == 4).shape[1]
         self.x = torch.rand(batch, channels, size, size, generator=torch.Generator().manual_seed(0))
         self.x = self.x.contiguous(memory_format=fmt)
-        # as predict and evaluate load a model: batch norm folded, weights stored in the autocast dtype
+        # as predict and evaluate load a model (load_for_inference); "plain" keeps PyTorch's own layers
         self.rt = Runtime(torch.device("cpu"), precision)
-        self.model = autocast_weights(fold_batch_norm(model.eval()), self.rt).to(memory_format=fmt)
+        self.model = prepare_for_inference(model, self.rt, prepack=engine == "torch").to(memory_format=fmt)
         if engine == "compiled":  # as predict/evaluate --compile
             self.model = compile_for_inference(self.model)
-        elif engine == "torch":  # predict/evaluate's eager model: convolutions packed for oneDNN with their ReLU
-            self.model = prepack_convolutions(self.model)  # ("plain": PyTorch's own layers, for comparison)
         self.batch = batch
 
     def __call__(self) -> float:
