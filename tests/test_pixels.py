@@ -119,3 +119,24 @@ def test_other_jpegs_and_broken_ones_are_left_to_pillow(tmp_path):
                           np.asarray(Image.open(tmp_path / "cmyk.jpg").convert("RGB")))
     with pytest.raises(DataError, match="cut.jpg: corrupt or truncated image"):
         ImageSource(tmp_path / "cut.jpg", 3)
+
+
+def test_a_turned_photo_keeps_its_stored_pixels_and_says_so(tmp_path):
+    """A JPEG with an EXIF orientation other than upright: the stored pixels (as GDAL and NumPy read them, so
+    masks line up with them), and a note naming the tag; EXIF without a turn stays on the fast path."""
+    from unetseg.data.files import read_rgb_jpeg
+    from unetseg.data.sources import ImageSource
+
+    rng = np.random.default_rng(2)
+    img = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    for name, turn in (("turned.jpg", 6), ("upright.jpg", 1)):
+        exif = img.getexif()
+        exif[0x0112] = turn
+        img.save(tmp_path / name, exif=exif)
+    src = ImageSource(tmp_path / "turned.jpg", 3)
+    assert src.pixels.shape == (20, 30, 3)
+    assert np.array_equal(src.pixels, np.asarray(Image.open(tmp_path / "turned.jpg").convert("RGB")))
+    assert any("EXIF orientation 6 not applied" in n for n in src.notes)
+    assert read_rgb_jpeg(tmp_path / "turned.jpg") is None  # turned: Pillow's path, which writes the note
+    assert read_rgb_jpeg(tmp_path / "upright.jpg") is not None
+    assert not any("EXIF" in n for n in ImageSource(tmp_path / "upright.jpg", 3).notes)

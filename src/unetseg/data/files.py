@@ -77,7 +77,7 @@ def read_rgb_jpeg(path: Path) -> np.ndarray | None:
         h, w, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except Exception:  # noqa: BLE001 - not a JPEG simplejpeg reads: Pillow's path decides and reports it
         return None
-    if colorspace not in ("YCbCr", "RGB"):  # grey, CMYK, YCCK: Pillow converts them
+    if colorspace not in ("YCbCr", "RGB") or exif_orientation(data) != 1:  # grey, CMYK, YCCK, turned: Pillow's path
         return None
     _check_size(path, w, h)
     try:
@@ -85,6 +85,19 @@ def read_rgb_jpeg(path: Path) -> np.ndarray | None:
     except Exception:  # noqa: BLE001 - a broken file: Pillow's path reports it
         return None
     return pixels if pixels.shape == (h, w, 3) else None
+
+
+def exif_orientation(data: bytes) -> int:
+    """A JPEG's EXIF orientation tag (1: stored upright), looked up only when its bytes carry an EXIF block."""
+    if b"Exif\x00\x00" not in data[:65536]:
+        return 1
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - an unreadable EXIF block: the pixels are still the pixels
+        return 1
 
 
 def _checked_header(path: Path) -> Image.Image:

@@ -175,6 +175,9 @@ class ImageSource(ArraySource):
         img = open_image(path)
         notes = []
         transparent = img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+        if (turn := img.getexif().get(0x0112, 1)) != 1:
+            notes.append(f"EXIF orientation {turn} not applied: outputs follow the stored pixels (as GDAL and "
+                         "NumPy read them), not a photo viewer's turned view")
         if img.mode in HIGH_DEPTH_MODES:
             array, valid = np.asarray(img), None
             notes.append(f"{img.mode} image read as grey values, mapped to 8-bit by the value range")
