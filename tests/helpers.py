@@ -40,12 +40,15 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def shared_dataset(name: str, env: str | None = None):
-    """../shared/data/NAME (or $ENV): required in CI, skipped elsewhere when missing."""
+    """$ENV, else NAME beside the $UNETSEG_DATA folder, else ../shared/data/NAME: required in CI, skipped
+    elsewhere when missing."""
     from pathlib import Path
 
     import pytest
 
-    path = Path(os.environ.get(env or "") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / name)
+    beside = Path(os.environ["UNETSEG_DATA"]).parent / name if os.environ.get("UNETSEG_DATA") else None
+    path = Path(os.environ.get(env or "") or (beside if beside and beside.is_dir() else None)
+                or Path(__file__).resolve().parents[1].parent / "shared" / "data" / name)
     if not path.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{name} not found at {path}" + (f": set {env}" if env else "") +

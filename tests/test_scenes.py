@@ -406,3 +406,23 @@ def test_the_demo_segments_a_scene_with_the_shipped_model_even_without_the_share
     assert picture.exists() and Image.open(picture).size == (768, 768)
     row = json.loads((tmp_path / "demo" / "predictions.json").read_text())["inputs"][0]
     assert 0.02 < row["water_fraction"] < 0.9 and row["area_unit"] == "m2"
+
+
+def test_the_shared_data_sets_are_found_beside_the_one_data_setting(tmp_path, monkeypatch):
+    """UNETSEG_DATA=/somewhere/water-bodies finds esw-scenes and real-scenes beside it (the demo's real scene,
+    the general recipe's scenes); their own settings win; with neither, ../shared/data."""
+    from pathlib import Path
+
+    from unetseg.workflow import default_scenes_dir, shared_dataset_dir
+
+    for name in ("water-bodies", "esw-scenes", "real-scenes"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+    monkeypatch.delenv("UNETSEG_SCENES", raising=False)
+    monkeypatch.delenv("UNETSEG_REAL_SCENES", raising=False)
+    monkeypatch.setenv("UNETSEG_DATA", str(tmp_path / "data" / "water-bodies"))
+    assert default_scenes_dir() == tmp_path / "data" / "esw-scenes"
+    assert shared_dataset_dir("real-scenes", "UNETSEG_REAL_SCENES") == tmp_path / "data" / "real-scenes"
+    monkeypatch.setenv("UNETSEG_REAL_SCENES", str(tmp_path / "mine"))
+    assert shared_dataset_dir("real-scenes", "UNETSEG_REAL_SCENES") == tmp_path / "mine"
+    (tmp_path / "data" / "esw-scenes").rmdir()
+    assert default_scenes_dir() == Path("../shared/data/esw-scenes")

@@ -111,7 +111,8 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars (they are
                         "per-file lines; warnings, errors and the totals are still printed.")
 ScenesOpt = typer.Option(None, "--scenes", help="Scenes to cut random training crops from, for recipes that use "
                          "them (general): a folder with Images/ and Masks/, or a scenes yaml (see docs/scenes.md). "
-                         "Default: $UNETSEG_SCENES or ../shared/data/esw-scenes.")
+                         "Default: $UNETSEG_SCENES, or esw-scenes beside the $UNETSEG_DATA folder "
+                         "(../shared/data/esw-scenes).")
 GsdOpt = typer.Option(None, "--gsd", help="Metres on the ground per pixel of the data's images, if they share "
                       "one (else dataset.yaml's gsd). Lets predict --scale auto match each GeoTIFF's resolution.")
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-DEFAULT_REAL_SCENES = Path("../shared/data/real-scenes")
 
 
 def sample_scene(path: Path, size: int = 768, seed: int = 3) -> Path:
@@ -32,13 +29,14 @@ def sample_scene(path: Path, size: int = 768, seed: int = 3) -> Path:
 
 
 def demo(out: Path, model: str = "water", log: Callable[[str], None] = print) -> Path:
-    """Predict a real Sentinel-2 scene (accra.tif from UNETSEG_REAL_SCENES or ../shared/data/real-scenes),
-    or the package's synthetic sample, with the shipped model; returns the overlay picture."""
+    """Predict a real Sentinel-2 scene (accra.tif from UNETSEG_REAL_SCENES, or real-scenes beside the water-bodies
+    data), or the package's synthetic sample, with the shipped model; returns the overlay picture."""
     from .config import PredictConfig
     from .predict.pipeline import predict
     from .runtime import select_runtime
+    from .workflow import shared_dataset_dir
 
-    real = Path(os.environ.get("UNETSEG_REAL_SCENES") or DEFAULT_REAL_SCENES) / "accra.tif"
+    real = shared_dataset_dir("real-scenes", "UNETSEG_REAL_SCENES") / "accra.tif"
     out.mkdir(parents=True, exist_ok=True)
     if real.exists():
         scene, value_range, what = real, (1000.0, 5000.0), f"a real Sentinel-2 L2A scene ({real})"

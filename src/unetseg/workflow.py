@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .data.scenes import ScenePool
 
 DEFAULT_DATA = Path("../shared/data/water-bodies")
-DEFAULT_SCENES = Path("../shared/data/esw-scenes")
 
 
 def default_data_dir() -> Path:
@@ -37,9 +36,18 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("UNETSEG_DATA") or DEFAULT_DATA)
 
 
+def shared_dataset_dir(name: str, env: str) -> Path:
+    """$ENV; else the folder NAME beside $UNETSEG_DATA's (so the one setting finds the shared data sets);
+    else ../shared/data/NAME."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    beside = Path(os.environ.get("UNETSEG_DATA") or DEFAULT_DATA).parent / name
+    return beside if beside.is_dir() else DEFAULT_DATA.parent / name
+
+
 def default_scenes_dir() -> Path:
-    """UNETSEG_SCENES, or ../shared/data/esw-scenes: the scenes recipes with scene crops train on."""
-    return Path(os.environ.get("UNETSEG_SCENES") or DEFAULT_SCENES)
+    """UNETSEG_SCENES, or esw-scenes beside the water-bodies data: the scenes recipes with scene crops train on."""
+    return shared_dataset_dir("esw-scenes", "UNETSEG_SCENES")
 
 
 @dataclasses.dataclass
