@@ -57,6 +57,32 @@ def test_api_array_prediction_equals_the_cli_on_the_same_image(tiny_run, tmp_pat
         package.load(tiny_run, tta="x")
 
 
+def test_api_predicts_a_file_as_predict_reads_it_and_names_itself(tiny_run, tmp_path):
+    """A path (str or Path) is read as `unetseg predict` reads it (a GeoTIFF's nodata and ground resolution),
+    not turned into a 0-d array; the model's repr says what it is."""
+    import unetseg as package
+    from unetseg.errors import DataError
+
+    pixels = np.random.default_rng(2).integers(200, 3000, (3, 80, 100), dtype=np.uint16)
+    pixels[:, :10] = 0  # no-data rows
+    write_tif(tmp_path / "s.tif", pixels, nodata=0)
+    model = package.load(tiny_run)
+    probs, mask = model.predict(str(tmp_path / "s.tif"))
+    assert probs.shape == mask.shape == (80, 100)
+    assert (mask[:10] == 255).all() and (mask[10:] != 255).all()
+    r = unetseg("predict", tiny_run, tmp_path / "s.tif", "--out", tmp_path / "out", "-q")
+    assert r.returncode == 0, r.stderr
+    import rasterio
+
+    with rasterio.open(tmp_path / "out" / "s_mask.tif") as ds:
+        assert np.array_equal(ds.read(1)[10:] > 0, mask[10:] == 1)
+    assert np.array_equal(model.predict(tmp_path / "s.tif")[1], mask)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="empty.jpg: empty file"):
+        model.predict(tmp_path / "empty.jpg")
+    assert repr(model).startswith(f"<unetseg.Model {str(tiny_run)!r}: unet") and "'water'" in repr(model)
+
+
 def test_build_model_comes_from_the_registry():
     import unetseg as package
 

@@ -2,7 +2,7 @@
 
     import unetseg
     model = unetseg.load("water")                      # the shipped model, or a run folder
-    probs, mask = model.predict(array)                 # (H, W, C) uint8/uint16/float, any size
+    probs, mask = model.predict(array)                 # (H, W, C) uint8/uint16/float, any size, or a file
     row = model.predict_file("scene.tif", out="out")   # the CLI's outputs for one file
 """
 
@@ -24,6 +24,7 @@ class Model:
         from .predict.pipeline import Predictor
         from .runtime import select_runtime
 
+        self.name = str(run)
         self.settings = PredictConfig(**settings)
         self.runtime = select_runtime(precision, device, reuse_memory=False)  # may live in a server: glibc defaults
         self._predictor = Predictor(Path(run), self.settings, self.runtime, progress=False, log=lambda m: None)
@@ -37,17 +38,28 @@ class Model:
         """The run's recipe, data description, training resolution and more (its run.json)."""
         return dict(self._predictor.run_info)
 
-    def predict(self, array: np.ndarray, value_range: str | tuple[float, float] | None = None,
+    def predict(self, image: np.ndarray | str | Path, value_range: str | tuple[float, float] | None = None,
                 gsd: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (H, W) float32 for a binary model or (K, H, W), class map (H, W) uint8) of an image
-        array of any size, tiled, scaled (`gsd`: its metres per pixel, for --scale auto) and blended as the CLI
-        does. No-data (NaN) pixels get class 255."""
-        source = ArraySource(array, self._predictor.model_cfg.in_channels,
-                             value_range or self._predictor.value_range)
-        keep = self._predictor.segment(source, gsd=gsd).keep
+        array of any size, or of an image or raster file (read as predict reads it: bands by name, no-data, its
+        ground resolution), tiled, scaled (`gsd`: metres per pixel, for --scale auto) and blended as the CLI
+        does. No-data pixels (NaN, masked) get class 255."""
+        if isinstance(image, (str, Path)):
+            source = self._predictor.open(Path(image), value_range=value_range)
+        else:
+            source = ArraySource(image, self._predictor.model_cfg.in_channels,
+                                 value_range or self._predictor.value_range)
+        try:
+            keep = self._predictor.segment(source, gsd=gsd).keep
+        finally:
+            source.close()
         classes = np.where(keep.valid, keep.classes, 255).astype(np.uint8)
         probs = keep.probs[0] if self._predictor.head.binary else keep.probs
         return probs, classes
+
+    def __repr__(self) -> str:
+        return (f"<unetseg.Model {self.name!r}: {self._predictor.model_cfg.name}, classes {self.classes}, from "
+                f"{self._predictor.run_dir}; {self.runtime.describe()}>")
 
     def predict_file(self, path: str | Path, out: str | Path, overwrite: bool = False) -> dict:
         """The CLI's outputs for one image or raster into OUT (mask, polygons, summary); its summary row."""
