@@ -237,7 +237,10 @@ def test_web_page_segments_a_real_chip_in_headless_chromium(real_run, real_data,
             assert driver.find_element(By.ID, "download").get_attribute("href").startswith("data:image/png")
             driver.execute_script("arguments[0].value = 0.5; arguments[0].dispatchEvent(new Event('input'))", slider)
             driver.find_element(By.ID, "file").send_keys(str(scene.resolve()))
-            wait.until(lambda d: d.find_element(By.ID, "status").text == "scene.tif: done")
+            wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("scene.tif: done"))
+            notes = httpx.post(f"{url}/v1/segment?outputs=none", headers=auth, timeout=60,
+                               files={"image": ("scene.tif", scene.read_bytes())}).json()["notes"]
+            assert notes and driver.find_element(By.ID, "status").text == f"scene.tif: done ({'; '.join(notes)})"
             driver.find_element(By.ID, "geotiff").click()
             wait.until(lambda d: (downloads / "scene_mask.tif").exists())
             assert _alert(driver) is None and driver.find_element(By.ID, "error").text == ""  # asked only once
@@ -493,3 +496,23 @@ def test_single_band_inputs_are_answered_as_the_docs_say(logged, tmp_path):
     assert chosen.status_code == 200, chosen.text
     doc = (Path(__file__).resolve().parents[1] / "docs" / "serve.md").read_text()
     assert "8-bit single-band TIFFs" in doc and "`bands=1,1,1`" in doc
+
+
+def test_the_reply_says_what_reading_the_upload_took_and_warns_when_unlike_training(client, synth_data):
+    """notes: the reader's conversions (as predict prints them) and the unlike-training warning when the score
+    is above the threshold; one of the run's own training images has neither."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (50, 60, 3), dtype=np.uint8)).convert("CMYK").save(
+        buf, "JPEG")
+    body = client.post("/v1/segment", files={"image": ("c.jpg", buf.getvalue(), "image/jpeg")}).json()
+    assert "CMYK converted to RGB" in body["notes"]
+    own = sorted((synth_data / "Images").iterdir())[0]
+    plain = client.post("/v1/segment", files={"image": (own.name, own.read_bytes(), "image/jpeg")}).json()
+    assert plain["notes"] == [] and plain["unlike_training"] < plain["unlike_threshold"]
+    magenta = np.zeros((60, 80, 3), np.uint8)
+    magenta[..., 0] = magenta[..., 2] = 255
+    out = io.BytesIO()
+    Image.fromarray(magenta).save(out, "PNG")
+    odd = client.post("/v1/segment", files={"image": ("m.png", out.getvalue(), "image/png")}).json()
+    assert odd["unlike_training"] > odd["unlike_threshold"]
+    assert [n for n in odd["notes"] if n.startswith("looks unlike the images the model was trained on")]

@@ -103,6 +103,9 @@ class Segmentation(BaseModel):
                                                       "for this image")
     tiles: int
     seconds: float
+    notes: list[str] = Field([], description="what reading the upload took (bands picked by name, the value "
+                                             "range, a conversion, an EXIF turn not applied) and a warning when "
+                                             "unlike_training is above unlike_threshold; the CLI prints the same")
     image_png: str | None = Field(None, description="base64 PNG (outputs=image): the image as the model saw it")
     mask_png: str | None = Field(None, description="base64 PNG (outputs=mask): water 255, land 0")
     overlay_png: str | None = Field(None, description="base64 PNG (outputs=overlay): water tinted blue")
@@ -488,11 +491,14 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
                 result = variant.segment(source)
             image = source.pixels if not isinstance(source, RasterSource) else \
                 source.to_uint8(source.read(0, 0, source.height, source.width)[0])
-            crs = source.crs
+            crs, notes = source.crs, list(source.notes)
         finally:
             source.close()
         row, keep = result.row, result.keep
         ref = predictor.run_info.get("input_stats")
+        if ref and row["unlike_training"] != "" and row["unlike_training"] > ref["threshold"]:
+            notes.append(f"looks unlike the images the model was trained on (distance {row['unlike_training']:.1f} "
+                         f"> {ref['threshold']:.1f}, docs/scenes.md): check its result")
         rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
         png = {}
         if "image" in pictures:
@@ -514,6 +520,6 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             unlike_training=row["unlike_training"] if row["unlike_training"] != "" else None,
             unlike_threshold=round(ref["threshold"], 3) if ref else None,
             mean_entropy=row["mean_entropy"] if row["mean_entropy"] != "" else None,
-            seconds=round(time.perf_counter() - t0, 3), **png)
+            seconds=round(time.perf_counter() - t0, 3), notes=notes, **png)
 
     return app
