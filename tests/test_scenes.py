@@ -60,6 +60,7 @@ def test_a_scenes_yaml_reads_label_values_ignore_values_and_a_label_band_by_name
         for i, n in enumerate(["B04", "B03", "B02", "SCL"], 1):
             ds.set_band_description(i, n)
     (tmp_path / "set.yaml").write_text("""name: mine
+value_range: percentile
 scenes:
   - {image: img.tif, label: lab.tif, water: 1, ignore: -1}
   - {name: l2a, image: l2a.tif, label_band: SCL, water: [6], value_range: [0, 255]}
@@ -70,6 +71,7 @@ scenes:
     assert (~scored[:5]).all() and scored[5:].all() and (w == (water & scored)).all()
     w2, scored2 = read_label(s.scenes[1], (40, 50))
     assert scored2.all() and (w2 == water).all() and s.scenes[1].value_range == (0.0, 255.0)
+    assert s.scenes[0].value_range == "percentile"  # the set's, where a scene gives none
 
 
 @pytest.mark.parametrize("text,expected", [

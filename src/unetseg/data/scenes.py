@@ -6,6 +6,7 @@ small yaml that says where the files are and how to read their labels:
     name: real-scenes                  # used for output names (default: the file's stem)
     root: ../../shared/data/real-scenes   # where the files are, relative to this yaml (default: its folder)
     gsd: 10                            # metres per pixel of images without georeferencing (optional)
+    value_range: auto                  # every scene's, unless it gives its own (optional)
     scenes:
       - image: Spain_7370579_S2Hand.tif
         label: Spain_7370579_LabelHand.tif
@@ -92,7 +93,7 @@ def load_scene_set(path: str | Path) -> SceneSet:
             raise DataError(f"{yaml_path}: scene {i + 1} needs at least 'image' and 'label'")
         image = root / str(s["image"])
         label = root / str(s.get("label", s["image"]))
-        vr = s.get("value_range", "auto")
+        vr = s.get("value_range", d.get("value_range", "auto"))
         scenes.append(Scene(
             name=str(s.get("name", Path(str(s["image"])).stem)), image=image, label=label,
             label_band=s.get("label_band", 1), water=_values(s.get("water"), "water", yaml_path),
