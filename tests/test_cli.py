@@ -22,6 +22,16 @@ def test_top_level_help_lists_every_command():
         assert c in r.output
 
 
+def test_version_names_the_package_and_what_it_runs_on():
+    from importlib.metadata import version
+
+    from unetseg.version import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0
+    assert r.output.startswith(f"unetseg {__version__} (Python ") and f"torch {version('torch')}" in r.output
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_an_example(command):
     r = runner.invoke(app, [command, "--help"], terminal_width=200)

@@ -20,6 +20,31 @@ app = typer.Typer(
          "Start with `unetseg reproduce --help` (the main job), or `make run`.",
 )
 
+def _version(value: bool) -> None:
+    """--version: this package's, and the versions of what it runs on (read without importing them)."""
+    if value:
+        import platform
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .version import __version__
+
+        def of(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "missing"
+
+        typer.echo(f"unetseg {__version__} (Python {platform.python_version()}, torch {of('torch')}, "
+                   f"onnxruntime {of('onnxruntime')}, rasterio {of('rasterio')})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """The options before any command (the help text is the app's)."""
+
+
 PRECISION_HELP = "auto: bf16 where this CPU runs it natively (AMX/AVX512-BF16), else fp32; CUDA AMP on a GPU."
 
 
