@@ -20,6 +20,7 @@ app = typer.Typer(
          "Start with `unetseg reproduce --help` (the main job), or `make run`.",
 )
 
+
 def _version(value: bool) -> None:
     """--version: this package's, and the versions of what it runs on (read without importing them)."""
     if value:
