@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,3 +415,26 @@ def test_the_overlay_tints_water_greys_no_data_and_leaves_the_rest_and_the_input
     assert np.abs(out[~valid] - half((128, 128, 128), ~valid)).max() <= 0.5
     grey = overlay_pixels(rgb[..., :1], water, np.ones_like(valid))  # a grey image: tinted as RGB
     assert grey.shape == (50, 70, 3) and np.array_equal(grey[~water], np.repeat(rgb[..., :1], 3, axis=-1)[~water])
+
+
+def test_subfolders_are_searched_with_recursive_and_said_so_without(tiny_run, tmp_path):
+    """A folder's subfolders: left alone by default with a note (or the hint, when only they have images);
+    --recursive takes their images in path order, outputs side by side in OUT; hidden folders are skipped."""
+    rng = np.random.default_rng(3)
+    tree = tmp_path / "tree"
+    for rel in ("top.png", "a/one.png", "a/b/two.png", ".cache/hidden.png"):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tree / rel)
+    r = unetseg("predict", tiny_run, tree, "--out", tmp_path / "flat", "-q")
+    assert r.returncode == 0, r.stderr
+    assert f"note: {tree}: images in its subfolders are not searched (--recursive searches them)" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "flat").glob("*_mask.png")) == ["top_mask.png"]
+    r = unetseg("predict", tiny_run, tree, "--out", tmp_path / "deep", "--recursive", "-q")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "deep" / "predictions.json").read_text())["inputs"]
+    assert [Path(row["input"]).relative_to(tree).as_posix() for row in rows] == ["a/b/two.png", "a/one.png",
+                                                                                 "top.png"]  # as `sort` orders paths
+    assert "not searched" not in r.stdout
+    (tree / "top.png").unlink()
+    r = unetseg("predict", tiny_run, tree, "--out", tmp_path / "none")
+    assert r.returncode == 2 and "its subfolders have some: --recursive searches them" in r.stderr

@@ -335,6 +335,9 @@ def predict(
                                    "image, at most 2048 px a side (plain images get one unless --no-overlay)."),
     no_overlay: bool = typer.Option(False, "--no-overlay", help="Plain images: no NAME_overlay.jpg, the mask (and "
                                     "probability) only, for folders of many images where the pictures are not wanted."),
+    recursive: bool = typer.Option(False, "--recursive", help="Folders given as inputs: the images in their "
+                                   "subfolders too (outputs stay side by side in OUT, named by file: two inputs "
+                                   "of one name are refused)."),
     vectors: str = typer.Option("geojson", help="Water polygons for raster inputs: geojson, gpkg or none."),
     vector_crs: str = typer.Option("auto", "--vector-crs", help="CRS of the polygons: wgs84 (longitude/latitude), "
                                    "raster (the input's CRS), or auto: GeoJSON in wgs84 as RFC 7946 asks, "
@@ -391,7 +394,7 @@ def predict(
                         value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
                         quicklook=quicklook, overlay=not no_overlay,
                         vector_crs=vector_crs, min_area=min_area, simplify=simplify, checkpoint=checkpoint,
-                        engine=engine, compile=compile, method=method, gsd=gsd)
+                        engine=engine, compile=compile, method=method, gsd=gsd, recursive=recursive)
     cfg.check()  # every option, and the device, before any file is looked at
     if not uses_model(method):  # no run: every argument is an input
         run, inputs = None, [p for p in [run, *(inputs or [])] if p is not None]

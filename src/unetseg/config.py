@@ -282,6 +282,7 @@ class PredictConfig:
     compile: bool = False  # torch.compile the model (torch engine; warm-up once per tile shape)
     method: str = "unet"  # one of METHODS: the run's model, a water index (no model), or both (water where either)
     gsd: float | None = None  # metres per pixel of inputs without georeferencing (for --scale auto)
+    recursive: bool = False  # folders given as inputs: their subfolders' images too (outputs stay flat in OUT)
 
     def check(self) -> None:
         """Every option on its own, before any file is looked at."""

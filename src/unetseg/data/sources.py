@@ -444,15 +444,33 @@ def open_source(path: Path, channels: int, bands: list[int] | None = None,
     return ImageSource(path, channels, value_range)
 
 
-def collect_inputs(inputs: list[Path]) -> list[Path]:
-    """Files as given, and the images in folders (not recursive, natural order); an empty folder is an error."""
+def _images_in(folder: Path, recursive: bool):
+    """The image and raster files in a folder (or below it), hidden ones (or in hidden folders) left out."""
+    for f in folder.rglob("*") if recursive else folder.iterdir():
+        if f.suffix.lower() in PLAIN_EXTS + RASTER_EXTS and f.is_file() \
+                and not any(part.startswith(".") for part in f.relative_to(folder).parts):
+            yield f
+
+
+def has_images_below(folder: Path) -> bool:
+    """Whether a folder's subfolders hold any image (stops at the first)."""
+    return any(f.parent != folder for f in _images_in(folder, True))
+
+
+def collect_inputs(inputs: list[Path], recursive: bool = False) -> list[Path]:
+    """Files as given, and the images in folders (with `recursive`, in their subfolders too), in natural order;
+    a folder without any is an error."""
     files: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            found = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                            and f.suffix.lower() in PLAIN_EXTS + RASTER_EXTS), key=lambda f: natural_key(f.stem))
+            found = sorted(_images_in(p, recursive), key=lambda f: [natural_key(part) for part in
+                                                                     f.relative_to(p).with_suffix("").parts])
             if not found:
-                raise DataError(f"{p}: no images in this folder (looked for {', '.join(PLAIN_EXTS + RASTER_EXTS)})")
+                where = "this folder or its subfolders" if recursive else "this folder"
+                hint = "; its subfolders have some: --recursive searches them" if not recursive and \
+                    has_images_below(p) else ""
+                raise DataError(f"{p}: no images in {where} (looked for {', '.join(PLAIN_EXTS + RASTER_EXTS)})"
+                                f"{hint}")
             files += found
         elif p.exists():
             files.append(p)

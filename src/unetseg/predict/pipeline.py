@@ -33,7 +33,7 @@ from .index import INDEX_BANDS, IndexSegmenter
 from .areas import PixelAreas, measure_polygons
 from .outputs import ArrayCollector, Counts, GeoTiffWriter, class_map, mask_pixels, overlay_pixels, png_bytes, \
     probability_pixels, to_cog
-from ..data.sources import RasterSource, Source, collect_inputs, is_raster, open_source
+from ..data.sources import RasterSource, Source, collect_inputs, has_images_below, is_raster, open_source
 from .vectors import SUFFIXES, Polygonizer, VectorWriter
 
 GDAL_CACHE_MB = 64
@@ -630,7 +630,10 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     row is replaced when it is predicted again (a failed one freely; a finished one with --overwrite, as its
     outputs are)."""
     cfg.check()
-    files = collect_inputs(inputs)
+    files = collect_inputs(inputs, cfg.recursive)
+    if world is None or world.main:
+        for folder in [p for p in inputs if p.is_dir() and not cfg.recursive and has_images_below(p)]:
+            log(f"note: {folder}: images in its subfolders are not searched (--recursive searches them)")
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     summary = {"csv": out / "predictions.csv", "json": out / "predictions.json"}
