@@ -56,3 +56,26 @@ def test_export_refuses_to_overwrite_and_predict_runs_the_onnx_engine(tiny_run, 
     a = np.asarray(Image.open(tmp_path / "o1" / "scene_mask.png"))
     b = np.asarray(Image.open(tmp_path / "o2" / "scene_mask.png"))
     assert (a == b).mean() >= 0.999
+
+
+@pytest.mark.slow
+def test_the_shipped_model_exports_to_the_user_cache_where_predict_finds_it(tmp_path, monkeypatch):
+    """`unetseg export water` by name (the package folder may be read-only): the file goes to
+    $UNETSEG_CACHE/onnx/, and `predict water --engine onnxruntime` runs it, fp32 masks as PyTorch's."""
+    from helpers import unetseg
+
+    from unetseg.zoo import zoo_dir
+
+    monkeypatch.setenv("UNETSEG_CACHE", str(tmp_path / "cache"))
+    img = tmp_path / "scene.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (120, 160, 3), dtype=np.uint8)).save(img)
+    r = unetseg("export", "water")
+    assert r.returncode == 0, r.stderr
+    made = list((tmp_path / "cache" / "onnx").glob("water-*-best.onnx"))
+    assert len(made) == 1 and str(made[0]) in r.stdout and not list(zoo_dir().rglob("*.onnx"))
+    for engine, out in (("onnxruntime", "o1"), ("torch", "o2")):
+        r = unetseg("predict", "water", img, "--out", tmp_path / out, "--engine", engine, "--precision", "fp32")
+        assert r.returncode == 0, r.stderr
+    a = np.asarray(Image.open(tmp_path / "o1" / "scene_mask.png"))
+    b = np.asarray(Image.open(tmp_path / "o2" / "scene_mask.png"))
+    assert (a == b).mean() >= 0.999

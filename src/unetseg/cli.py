@@ -505,9 +505,11 @@ def import_(
 @app.command()
 @friendly
 def export(
-    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`."),
+    run: Path = typer.Argument(..., help="Run folder made by `unetseg train`, or a shipped model's name (water)."),
     format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: RUN/<checkpoint>.onnx)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File to write (default: RUN/<checkpoint>.onnx; "
+                                       "for a shipped model $UNETSEG_CACHE/onnx/, where predict --engine "
+                                       "onnxruntime finds it)."),
     checkpoint: str = typer.Option("best", help="Which checkpoint of RUN: best or last."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export."),
 ):
@@ -517,6 +519,8 @@ def export(
     on at least 99.9% of pixels (printed). `unetseg predict RUN ... --engine onnxruntime` runs it.
 
     Example: unetseg export runs/improved && unetseg predict runs/improved scene.tif --engine onnxruntime --out s
+
+    Example: unetseg export water && unetseg predict water scene.tif --engine onnxruntime --out s
     """
     from .export import FORMATS, export_onnx
 

@@ -25,7 +25,16 @@ OPSET = 18
 
 
 def default_onnx_path(run_dir: Path, checkpoint: str = "best") -> Path:
-    return Path(run_dir) / f"{checkpoint}.onnx"
+    """RUN/<checkpoint>.onnx; for a shipped model (installed inside the package, perhaps read-only), the user's
+    cache: $UNETSEG_CACHE/onnx/<model folder>-<checkpoint>.onnx."""
+    from .zoo import zoo_dir
+
+    run_dir = Path(run_dir)
+    if run_dir.resolve().parent == zoo_dir().resolve():
+        from .data.cache import default_cache_dir
+
+        return default_cache_dir() / "onnx" / f"{run_dir.name}-{checkpoint}.onnx"
+    return run_dir / f"{checkpoint}.onnx"
 
 
 def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "best", overwrite: bool = False,
@@ -34,6 +43,9 @@ def export_onnx(run_dir: Path, out: Path | None = None, checkpoint: str = "best"
     renamed into place. Returns what was written and the parity measured."""
     import onnx
 
+    from .zoo import resolve_run
+
+    run_dir = resolve_run(run_dir)  # a run folder, or a shipped model by its name
     weights = resolve_checkpoint(run_dir, checkpoint)
     out = Path(out) if out else default_onnx_path(run_dir, checkpoint)
     check_new_file(out, overwrite)
