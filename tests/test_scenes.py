@@ -364,6 +364,28 @@ def test_the_shipped_water_model_is_pinned_small_documented_and_runs_offline(tmp
     assert row["unlike_training"] != ""
 
 
+def test_evaluating_the_shipped_model_never_writes_into_the_package(tmp_path):
+    """The package folder may be read-only: scenes need --out (then score as for a run), the chips say where its
+    chip scores are; nothing is written beside the shipped weights."""
+    from unetseg.zoo import resolve_run
+
+    folder = resolve_run("water")
+    before = sorted(p.name for p in folder.rglob("*"))
+    rgb, water = lake_scene(4, 64, 80)
+    Image.fromarray(rgb).save(tmp_path / "lake.png")
+    (tmp_path / "set.yaml").write_text("name: one\ngsd: 20\nscenes:\n  - {image: lake.png, label: mask.png}\n")
+    Image.fromarray(np.where(water, 255, 0).astype(np.uint8)).save(tmp_path / "mask.png")
+    r = unetseg("evaluate", "water", "--scenes", tmp_path / "set.yaml")
+    assert r.returncode == 2 and "water: a shipped model's folder is part of the installed package: give --out" \
+        in r.stderr
+    r = unetseg("evaluate", "water", "--scenes", tmp_path / "set.yaml", "--out", tmp_path / "scores")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["scenes"] == 1
+    r = unetseg("evaluate", "water")
+    assert r.returncode == 2 and "water: a shipped model has no test split of its own here" in r.stderr
+    assert sorted(p.name for p in folder.rglob("*")) == before
+
+
 def test_a_tampered_shipped_model_is_refused(tmp_path, monkeypatch):
     import unetseg.zoo as zoo
 

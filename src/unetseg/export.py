@@ -27,10 +27,10 @@ OPSET = 18
 def default_onnx_path(run_dir: Path, checkpoint: str = "best") -> Path:
     """RUN/<checkpoint>.onnx; for a shipped model (installed inside the package, perhaps read-only), the user's
     cache: $UNETSEG_CACHE/onnx/<model folder>-<checkpoint>.onnx."""
-    from .zoo import zoo_dir
+    from .zoo import is_shipped
 
     run_dir = Path(run_dir)
-    if run_dir.resolve().parent == zoo_dir().resolve():
+    if is_shipped(run_dir):
         from .data.cache import default_cache_dir
 
         return default_cache_dir() / "onnx" / f"{run_dir.name}-{checkpoint}.onnx"

@@ -14,6 +14,7 @@ import numpy as np
 from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
 from .errors import DataError
+from .zoo import is_shipped
 from .data.folder import Pair, median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
@@ -320,6 +321,12 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
 def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
                  progress: bool = True, tta: str = "none", compile: bool = False) -> dict:
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
+    from .zoo import SHIPPED, resolve_run
+
+    if str(run_dir) in SHIPPED and is_shipped(resolve_run(run_dir)):
+        raise DataError(f"{run_dir}: a shipped model has no test split of its own here (its scores on the chips "
+                        "are in its model card); score it on scenes: unetseg evaluate "
+                        f"{run_dir} --scenes DIR --out DIR")
     info = RunFolder(run_dir).info()
     recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(data or info["data"]), recipe, info.get("skip_bad", False),
@@ -346,13 +353,16 @@ def run_evaluate_scenes(run_dir: Path | None, scenes: Path, rt: Runtime, cfg, ou
     from .predict.pipeline import Predictor
 
     scene_set = load_scene_set(scenes)
-    predictor = Predictor(run_dir, cfg, rt, progress=False, log=log)
+    given, predictor = run_dir, Predictor(run_dir, cfg, rt, progress=False, log=log)
     run_dir = predictor.run_dir  # a shipped model's name resolved to its folder
     skip: frozenset[str] = frozenset()
     trained = predictor.run_info.get("scenes") if run_dir is not None else None
     if trained and Path(trained["data"]).resolve() == scene_set.root.resolve():
         skip = frozenset(trained["train"])
     suffix = "" if cfg.method == "unet" else f"-{cfg.method}"
+    if out is None and run_dir is not None and is_shipped(run_dir):
+        raise DataError(f"{given}: a shipped model's folder is part of the installed package: give --out DIR "
+                        "for the scores and figures")
     out = Path(out) if out is not None else RunFolder(run_dir).scenes_dir(f"{scene_set.name}{suffix}")
     out.mkdir(parents=True, exist_ok=True)
     result = evaluate_scenes(predictor, scene_set, out, skip, log)

@@ -24,6 +24,11 @@ def zoo_dir() -> Path:
     return Path(str(resources.files("unetseg") / "zoo"))
 
 
+def is_shipped(run_dir: Path) -> bool:
+    """Whether a folder is a shipped model's, inside the package (which may be read-only: write elsewhere)."""
+    return Path(run_dir).resolve().parent == zoo_dir().resolve()
+
+
 def resolve_run(run: str | Path) -> Path:
     """A run folder as given, or the folder of a shipped model by its name ('water'), its SHA-256 checked."""
     path = Path(run)
