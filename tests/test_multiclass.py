@@ -122,6 +122,7 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     info["train_seconds"] = 600
     (tmp_path / "a" / "run.json").write_text(json.dumps(info))
+    (tmp_path / "a" / "metrics.json").write_text(json.dumps({"mean_iou": 0.9}))  # whether or not mc_run was scored
     shutil.copytree(mc_run, tmp_path / "b")
     (tmp_path / "b" / "metrics.json").write_text(json.dumps({"mean_iou": 0.123}))
     rows = list_runs(tmp_path)
@@ -132,6 +133,11 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     assert "| 10.0 |" in format_table(rows, "run", markdown=True)
     with pytest.raises(ValueError, match="cannot sort by 'x'"):
         format_table(rows, "x")
+    (tmp_path / "b" / "scenes-esw-val").mkdir()  # a run scored on scenes: a column of its own
+    (tmp_path / "b" / "scenes-esw-val" / "metrics.json").write_text(json.dumps({"pooled_mean_iou": 0.5}))
+    table = format_table(list_runs(tmp_path), "scenes:esw-val").splitlines()
+    assert table[0].split()[-1] == "scenes:esw-val"
+    assert table[1].startswith("b") and table[1].split()[-1] == "0.5000" and table[2].split()[-1] == "-"
 
 
 @pytest.mark.slow

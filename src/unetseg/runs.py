@@ -1,4 +1,5 @@
-"""Comparing runs: one row per run folder (model, recipe, epochs, time, test scores)."""
+"""Comparing runs: one row per run folder (model, recipe, epochs, time, test scores, and the pooled mean IoU of
+every scene set it was scored on with `evaluate --scenes`)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def run_row(run: Path) -> dict:
         "train_min": round(info.get("train_seconds", math.nan) / 60, 1),
         "test_miou": metrics.get("mean_iou", math.nan), "water_iou": metrics.get("water_iou", math.nan),
         "tta_miou": tta,
+        **{f"scenes:{p.parent.name.removeprefix('scenes-')}": _load(p).get("pooled_mean_iou", math.nan)
+           for p in sorted(run.glob("scenes-*/metrics.json"))},
     }
 
 
@@ -39,8 +42,12 @@ def list_runs(root: Path) -> list[dict]:
 
 
 def format_table(rows: list[dict], sort: str = "test_miou", markdown: bool = False) -> str:
-    if sort not in COLUMNS:
-        raise ValueError(f"cannot sort by {sort!r}; choose one of: {', '.join(COLUMNS)}")
+    """The runs as a table, `sort`'s column first (numbers highest first); a column per scene set
+    (`scenes:NAME`, pooled mean IoU), '-' where a run has not been scored on it."""
+    columns = COLUMNS + sorted({k for r in rows for k in r if k.startswith("scenes:")})
+    if sort not in columns:
+        raise ValueError(f"cannot sort by {sort!r}; choose one of: {', '.join(columns)}")
+    rows = [{c: r.get(c, math.nan) for c in columns} for r in rows]
     numeric = sort not in ("run", "model", "recipe")
     rows = sorted(rows, key=lambda r: (-r[sort] if not math.isnan(r[sort]) else math.inf) if numeric else r[sort])
 
@@ -49,10 +56,10 @@ def format_table(rows: list[dict], sort: str = "test_miou", markdown: bool = Fal
             return "-" if math.isnan(v) else f"{v:.1f}" if column == "train_min" else f"{v:.4f}"
         return f"{v:,}" if isinstance(v, int) else str(v)
 
-    table = [COLUMNS] + [[cell(c, r[c]) for c in COLUMNS] for r in rows]
+    table = [columns] + [[cell(c, r[c]) for c in columns] for r in rows]
     if markdown:
-        return "\n".join(["| " + " | ".join(t) + " |" for t in table[:1]] + ["|" + "---|" * len(COLUMNS)] +
+        return "\n".join(["| " + " | ".join(t) + " |" for t in table[:1]] + ["|" + "---|" * len(columns)] +
                          ["| " + " | ".join(t) + " |" for t in table[1:]])
-    widths = [max(len(t[i]) for t in table) for i in range(len(COLUMNS))]
+    widths = [max(len(t[i]) for t in table) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(t, widths)))
                      for t in table)
