@@ -41,7 +41,27 @@ def test_pairs_by_stem_across_extensions_and_reports_unpaired(tmp_path):
     assert [p.stem for p in scan.pairs] == ["chip_0", "chip_1", "chip_2", "mixed"]
     msg = scan.unpaired_message()
     assert "1 image(s) without a mask skipped: lonely_image" in msg
-    assert "1 mask(s) without a image skipped: lonely_mask" in msg
+    assert "1 mask(s) without an image skipped: lonely_mask" in msg
+
+
+def test_names_with_a_suffix_on_each_side_are_paired_and_said_so(tmp_path):
+    """DeepGlobe-style names (12_sat.jpg with 12_mask.png; or x.jpg with x_mask.png): paired without the suffix
+    every name of a side shares, under the image's name, with a note; a lone file is still reported."""
+    root = tmp_path / "d"
+    (root / "Images").mkdir(parents=True)
+    (root / "Masks").mkdir()
+    for i in (3, 12, 104):
+        Image.fromarray(rgb(seed=i)).save(root / "Images" / f"{i}_sat.jpg")
+        Image.fromarray(mask()).save(root / "Masks" / f"{i}_mask.png")
+    Image.fromarray(rgb()).save(root / "Images" / "7_sat.jpg")
+    scan = scan_folder(root)
+    assert [(p.stem, p.mask.name) for p in scan.pairs] == \
+        [("3_sat", "3_mask.png"), ("12_sat", "12_mask.png"), ("104_sat", "104_mask.png")]
+    msg = scan.unpaired_message()
+    assert "paired by name without the images' '_sat' and masks' '_mask' suffix" in msg
+    assert "1 image(s) without a mask skipped: 7_sat" in msg
+    exact = make_folder(tmp_path / "e", n=2)  # the same names on both sides: no suffix is looked for
+    assert scan_folder(exact).unpaired_message() is None
 
 
 @pytest.mark.parametrize("layout,expected", [

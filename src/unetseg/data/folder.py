@@ -3,6 +3,7 @@ with one folder of binary masks per class (the EPFL layout), optionally in sub-f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +35,14 @@ class Scan:
     images_only: list[str] = field(default_factory=list)
     masks_only: list[str] = field(default_factory=list)
     parts: dict[str, str] = field(default_factory=dict)  # stem -> train/val/test, for files in a fixed part
+    matched_by: str | None = None  # how the names were paired, when not stem to stem
 
     def unpaired_message(self) -> str | None:
-        parts = []
-        for what, names, missing in [("image", self.images_only, "mask"), ("mask", self.masks_only, "image")]:
+        parts = [self.matched_by] if self.matched_by else []
+        for what, names, missing in [("image", self.images_only, "a mask"), ("mask", self.masks_only, "an image")]:
             if names:
                 shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-                parts.append(f"{len(names)} {what}(s) without a {missing} skipped: {shown}")
+                parts.append(f"{len(names)} {what}(s) without {missing} skipped: {shown}")
         return "; ".join(parts) or None
 
 
@@ -99,11 +101,22 @@ def _scan_one(root: Path, spec: DatasetSpec) -> Scan:
         return _scan_class_folders(root, spec)
     images = _listing(_find_subdir(root, spec.images or "Images"))
     masks = _listing(_find_subdir(root, "Masks"))
-    stems = sorted(images.keys() & masks.keys(), key=natural_key)
+    by_mask, matched_by = masks, None
+    if len(images.keys() & masks.keys()) < min(len(images), len(masks)):  # e.g. 12_sat.jpg with 12_mask.png
+        cut_i, cut_m = name_suffix(list(images)), name_suffix(list(masks))
+        keyed_i = {s.removesuffix(cut_i): s for s in images}
+        keyed_m = {s.removesuffix(cut_m): m for s, m in masks.items()}
+        if len(keyed_i) == len(images) and len(keyed_m) == len(masks) and \
+                len(keyed_i.keys() & keyed_m.keys()) > len(images.keys() & masks.keys()):
+            by_mask = {keyed_i.get(k, k + cut_i): m for k, m in keyed_m.items()}
+            said = " and ".join(f"{what} {cut!r}" for what, cut in (("images'", cut_i), ("masks'", cut_m)) if cut)
+            matched_by = f"images and masks paired by name without the {said} suffix"
+    stems = sorted(images.keys() & by_mask.keys(), key=natural_key)
     scan = Scan(
-        pairs=[Pair(s, images[s], masks[s]) for s in stems],
-        images_only=sorted(images.keys() - masks.keys(), key=natural_key),
-        masks_only=sorted(masks.keys() - images.keys(), key=natural_key),
+        pairs=[Pair(s, images[s], by_mask[s]) for s in stems],
+        images_only=sorted(images.keys() - by_mask.keys(), key=natural_key),
+        masks_only=sorted(by_mask[k].stem for k in by_mask.keys() - images.keys()),
+        matched_by=matched_by,
     )
     if not scan.pairs:
         raise DataError(
@@ -111,6 +124,19 @@ def _scan_one(root: Path, spec: DatasetSpec) -> Scan:
             f"extensions {', '.join(sorted(IMAGE_EXTS))})"
         )
     return scan
+
+
+def name_suffix(stems: list[str]) -> str:
+    """The ending every name shares from a separator on (`_mask` of a_mask, b_mask), leaving each a non-empty
+    name; '' when they share none."""
+    if not stems:
+        return ""
+    shared = os.path.commonprefix([s[::-1] for s in stems])[::-1]
+    shortest = min(len(s) for s in stems)
+    for i, ch in enumerate(shared):
+        if ch in "_-. " and len(shared) - i < shortest:
+            return shared[i:]
+    return ""
 
 
 def _scan_class_folders(root: Path, spec: DatasetSpec) -> Scan:
