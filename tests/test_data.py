@@ -147,6 +147,25 @@ def test_masks_are_thresholded_and_resized_nearest(tmp_path):
     assert chips.masks[0, :, :4].all() and not chips.masks[0, :, 4:].any()
 
 
+def test_masks_of_zeros_and_ones_are_water_where_one_and_said_so(tmp_path):
+    """A PNG mask holding 0 and 1 (class indices, not grey) would be all land by the grey threshold: it is read
+    as water where 1, with a note; a JPEG mask whose compression noise reaches 1 stays land."""
+    from unetseg.data.folder import decode_pair
+
+    root = make_folder(tmp_path / "d", n=2, size=(40, 40))
+    m = np.zeros((40, 40), np.uint8)
+    m[:, :20] = 1
+    Image.fromarray(m).save(root / "Masks" / "chip_0.png")
+    Image.fromarray(m).save(root / "Masks" / "chip_1.jpg", quality=95)
+    (root / "Masks" / "chip_1.png").unlink()
+    pairs = {p.stem: p for p in scan_folder(root).pairs}
+    _, mask, note = decode_pair(pairs["chip_0"], 0)
+    assert mask[:, :20].all() and not mask[:, 20:].any()
+    assert note == "masks with the values 0 and 1 only: read as water where 1 (not grey above 128)"
+    _, jpeg, note = decode_pair(pairs["chip_1"], 0)
+    assert not jpeg.any() and note is None
+
+
 def test_cache_is_reused_memory_mapped_and_keyed_by_content(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "d", n=40)
     pairs = scan_folder(root).pairs

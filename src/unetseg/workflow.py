@@ -167,7 +167,7 @@ def load_data(data: Path, recipe: Recipe, skip_bad: bool, split_file: Path | Non
     if chips.bad:
         messages.append(f"{len(chips.bad)} unreadable file(s) skipped (--skip-bad): " + "; ".join(
             list(chips.bad.values())[:3]))
-    messages += chips.notes[:5]
+    messages += list(dict.fromkeys(chips.notes))[:5]  # a note every mask shares, once
     if split_file is not None and split_file.exists():
         split = load_split(split_file)
         check_split(split, chips.files, split_file)

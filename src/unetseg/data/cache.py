@@ -18,7 +18,7 @@ from .folder import Pair, decode_pair
 from .spec import DatasetSpec
 from ..progress import bar as progress_bar
 
-CACHE_VERSION = 4  # 3: one pixel reader with predict (16-bit by value range); 4: grid chips, border weights
+CACHE_VERSION = 5  # 3: one pixel reader with predict; 4: grid chips, border weights; 5: 0/1 masks
 
 
 @dataclass(frozen=True)

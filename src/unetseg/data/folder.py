@@ -188,9 +188,11 @@ def read_image(path: Path, spec: DatasetSpec | None = None) -> tuple[np.ndarray,
     return pixels, (f"{path.name}: {conversions[0]}" if conversions else None)
 
 
-def read_mask(path: Path | tuple[Path, ...], spec: DatasetSpec | None = None) -> np.ndarray:
-    """Class indices (H, W) uint8: water (1) where grey > threshold by default, else per dataset.yaml; for the
-    class-folders layout (a tuple of one mask per class) a bit set per pixel or exclusive classes."""
+def read_mask(path: Path | tuple[Path, ...], spec: DatasetSpec | None = None,
+              notes: list[str] | None = None) -> np.ndarray:
+    """Class indices (H, W) uint8: water (1) where grey > threshold by default (0/1 masks: where 1, said in
+    `notes`), else per dataset.yaml; for the class-folders layout (a tuple of one mask per class) a bit set per
+    pixel or exclusive classes."""
     spec = spec or DatasetSpec()
     if isinstance(path, tuple):
         return class_folder_mask(path, spec)
@@ -206,7 +208,7 @@ def read_mask(path: Path | tuple[Path, ...], spec: DatasetSpec | None = None) ->
             raw = np.asarray(img.convert("RGB"))
         else:
             raw = np.asarray(img.convert("L"))
-    return mask_to_classes(raw, spec, path)
+    return mask_to_classes(raw, spec, path, notes)
 
 
 def class_folder_mask(paths: tuple[Path, ...], spec: DatasetSpec) -> np.ndarray:
@@ -239,7 +241,9 @@ def decode_pair(pair: Pair, size: int, spec: DatasetSpec | None = None) -> tuple
     """Read, check and resize one pair: (image (S, S, C) uint8, class mask (S, S) uint8, note); size 0 keeps the
     image's own size."""
     image, note = read_image(pair.image, spec)
-    mask = read_mask(pair.mask, spec)
+    notes: list[str] = []
+    mask = read_mask(pair.mask, spec, notes)
+    note = "; ".join(n for n in [note, *notes] if n) or None
     if image.shape[:2] != mask.shape:
         raise DataError(
             f"{pair.mask_files[0]}: mask is {mask.shape[1]}x{mask.shape[0]} px but its image "

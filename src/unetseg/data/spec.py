@@ -232,10 +232,20 @@ def detect_layout(root: Path, threshold: int = 128) -> DatasetSpec:
     return check_spec(DatasetSpec.from_dict(d), root)
 
 
-def mask_to_classes(raw: np.ndarray, spec: DatasetSpec, path: Path) -> np.ndarray:
-    """Map a decoded mask ((H, W) values or (H, W, 3) colours) to class indices; unknown entries are an error."""
+LOSSLESS_MASKS = (".png", ".tif", ".tiff", ".npy")
+
+
+def mask_to_classes(raw: np.ndarray, spec: DatasetSpec, path: Path, notes: list[str] | None = None) -> np.ndarray:
+    """Map a decoded mask ((H, W) values or (H, W, 3) colours) to class indices; unknown entries are an error.
+    A binary mask stored losslessly with the values 0 and 1 only is read as class indices (water where 1, which
+    the grey threshold would miss), and said in `notes`."""
     if spec.binary:
         grey = raw if raw.ndim == 2 else raw.mean(axis=2)
+        if spec.threshold >= 1 and path.suffix.lower() in LOSSLESS_MASKS and grey.max() == 1 and grey.min() == 0:
+            if notes is not None:
+                notes.append("masks with the values 0 and 1 only: read as water where 1 (not grey above "
+                             f"{spec.threshold})")
+            return (grey == 1).astype(np.uint8)
         return (grey > spec.threshold).astype(np.uint8)
     out = np.full(raw.shape[:2], 255, np.uint8)
     by_color = spec.classes[0].color is not None
