@@ -44,6 +44,11 @@ def test_every_command_has_help_with_an_example(command):
     (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--recipe", "nope"], "unknown recipe 'nope'"),
     (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--precision", "fp99"], "unknown precision 'fp99'"),
     (["benchmark", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--image-size", "7"], "--image-size 7: must be at least 16"),
+    (["train", "--data", "{tmp}", "--out", "{tmp}/run", "--lr", "-1"], "--lr -1.0: must be a positive number"),
+    (["reproduce", "--data", "{tmp}", "--out", "{tmp}/run", "--epochs", "0"], "--epochs 0: must be at least 1"),
     (["benchmark", "--model", "nope", "--rounds", "1"], "unknown model 'nope'"),
 ])
 def test_bad_input_is_one_line_on_stderr_exit_2_no_traceback(tmp_path, args, expected):

@@ -46,6 +46,7 @@ def train(data: Any, out: Any, recipe: str = "seed", precision: str = "auto", de
     from .workflow import run_train
 
     r = dataclasses.replace(get_recipe(recipe), **overrides)
+    r.check()
     return run_train(Path(data), Path(out), r, select_runtime(precision, device), progress=progress,
                      log=lambda m: None)
 

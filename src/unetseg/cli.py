@@ -81,6 +81,7 @@ def _recipe(name: str, epochs: Optional[int], batch_size: Optional[int], lr: Opt
                 if v is not None}
     if mchanges:
         recipe = dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, **mchanges))
+    recipe.check()
     return recipe
 
 

@@ -105,6 +105,15 @@ class Recipe:
     split_val: float = 0.088  # validation fraction of the files not in a fixed part
     dataset: dict | None = None  # the dataset description (as dataset.yaml) when the data folder has none
 
+    def check(self) -> None:
+        """The numbers a user can override, each in its range (one line naming the option, before any work)."""
+        for option, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
+                                   ("--image-size", self.image_size, 16), ("--base-width", self.model.base_width, 1)):
+            if value < low:
+                raise ValueError(f"{option} {value}: must be at least {low}")
+        if not self.lr > 0:
+            raise ValueError(f"--lr {self.lr}: must be a positive number")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
