@@ -516,3 +516,19 @@ def test_the_reply_says_what_reading_the_upload_took_and_warns_when_unlike_train
     odd = client.post("/v1/segment", files={"image": ("m.png", out.getvalue(), "image/png")}).json()
     assert odd["unlike_training"] > odd["unlike_threshold"]
     assert [n for n in odd["notes"] if n.startswith("looks unlike the images the model was trained on")]
+
+
+def test_a_port_out_of_range_or_taken_is_one_line_before_the_model_loads(tiny_run):
+    from helpers import unetseg
+
+    r = unetseg("serve", tiny_run, "--port", "99999")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --port 99999: must be between 1 and 65535"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = unetseg("serve", tiny_run, "--port", port)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: --port {port}: 127.0.0.1:{port} is in use (another server?); choose " \
+                               "another --port"
+    assert "serving" not in r.stdout

@@ -463,6 +463,7 @@ def serve(
         raise ValueError(f"--log-format {log_format!r}: choose text or json")
     if token is not None and not token.strip():
         raise ValueError("--token: empty (give a secret, or leave --token and UNETSEG_TOKEN out)")
+    _check_port(host, port)  # before the model loads
     app_ = create_app(run, _runtime(precision, device, reuse_memory=False), PredictConfig(checkpoint=checkpoint),
                       Limits(int(max_upload_mb * 1024 * 1024), max_pixels, max_queue), log=lambda m: typer.echo(m),
                       access=Access(token, cors_origin, log_format))
@@ -472,6 +473,30 @@ def serve(
     typer.echo(f"serving {run} on http://{host}:{port}/  (API document: http://{host}:{port}/openapi.json; "
                f"{'token required on /v1/*; ' if token else ''}Ctrl-C stops)")
     uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _check_port(host: str, port: int) -> None:
+    """One line for a port out of range, an address this machine does not have, or a port already taken."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port {port}: must be between 1 and 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ValueError(f"--host {host!r}: not an address of this machine ({e.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+        try:
+            sock.bind(address)
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.EADDRINUSE:
+                raise ValueError(f"--port {port}: {host}:{port} is in use (another server?); choose another "
+                                 "--port") from None
+            raise ValueError(f"--host {host}: cannot listen there ({e.strerror})") from None
 
 
 @app.command("import")
