@@ -115,7 +115,7 @@ def _scan_one(root: Path, spec: DatasetSpec) -> Scan:
     scan = Scan(
         pairs=[Pair(s, images[s], by_mask[s]) for s in stems],
         images_only=sorted(images.keys() - by_mask.keys(), key=natural_key),
-        masks_only=sorted(by_mask[k].stem for k in by_mask.keys() - images.keys()),
+        masks_only=sorted((by_mask[k].stem for k in by_mask.keys() - images.keys()), key=natural_key),
         matched_by=matched_by,
     )
     if not scan.pairs:
