@@ -383,6 +383,9 @@ def test_evaluating_the_shipped_model_never_writes_into_the_package(tmp_path):
     assert json.loads((tmp_path / "scores" / "metrics.json").read_text())["scenes"] == 1
     r = unetseg("evaluate", "water")
     assert r.returncode == 2 and "water: a shipped model has no test split of its own here" in r.stderr
+    import unetseg as package
+
+    assert package.evaluate("water", tmp_path / "set.yaml", out=tmp_path / "api")["scenes"] == 1
     assert sorted(p.name for p in folder.rglob("*")) == before
 
 

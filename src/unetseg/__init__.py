@@ -51,8 +51,9 @@ def train(data: Any, out: Any, recipe: str = "seed", precision: str = "auto", de
                      log=lambda m: None)
 
 
-def evaluate(run: Any, scenes: Any = None, precision: str = "auto", device: str = "auto") -> dict:
-    """A run's test-chip metrics (`unetseg evaluate RUN`), or its scores on scenes (`--scenes`)."""
+def evaluate(run: Any, scenes: Any = None, precision: str = "auto", device: str = "auto", out: Any = None) -> dict:
+    """A run's test-chip metrics (`unetseg evaluate RUN`), or its scores on scenes (`--scenes`, written to
+    RUN/scenes-NAME or `out`; a shipped model needs `out`)."""
     from pathlib import Path
 
     from .config import PredictConfig
@@ -61,5 +62,6 @@ def evaluate(run: Any, scenes: Any = None, precision: str = "auto", device: str 
 
     rt = select_runtime(precision, device)
     if scenes is not None:
-        return run_evaluate_scenes(Path(run), Path(scenes), rt, PredictConfig(), log=lambda m: None)
+        return run_evaluate_scenes(Path(run), Path(scenes), rt, PredictConfig(), Path(out) if out else None,
+                                   log=lambda m: None)
     return run_evaluate(Path(run), rt, progress=False)
