@@ -453,8 +453,9 @@ def _images_in(folder: Path, recursive: bool):
 
 
 def has_images_below(folder: Path) -> bool:
-    """Whether a folder's subfolders hold any image (stops at the first)."""
-    return any(f.parent != folder for f in _images_in(folder, True))
+    """Whether a folder's subfolders hold any image (stops at the first; the folder's own files not looked at)."""
+    return any(next(_images_in(d, True), None) is not None for d in folder.iterdir()
+               if d.is_dir() and not d.name.startswith("."))
 
 
 def collect_inputs(inputs: list[Path], recursive: bool = False) -> list[Path]:
