@@ -66,6 +66,14 @@ def distance(stats: dict, features: np.ndarray) -> np.ndarray:
     return mahalanobis(features, np.array(stats["mean"]), np.array(stats["inverse_covariance"]))
 
 
+def unlike_note(score: float, threshold: float) -> str | None:
+    """The warning for an input whose distance is above the run's threshold (predict prints it, serve replies it)."""
+    if not score > threshold:
+        return None
+    return (f"looks unlike the images the model was trained on (distance {score:.1f} > {threshold:.1f}, "
+            "docs/scenes.md): check its result")
+
+
 def binary_entropy_bits(p: torch.Tensor) -> torch.Tensor:
     """Elementwise binary entropy in bits of a water probability (0: sure, 1: a coin toss)."""
     return (torch.special.entr(p) + torch.special.entr(1 - p)) / math.log(2)

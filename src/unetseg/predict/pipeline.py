@@ -433,7 +433,7 @@ class Predictor:
     def judge(self, file: Path, stats: Stats) -> dict:
         """How unlike the training images the input looks (tiles' colour statistics, when the run recorded its
         own) and how unsure the model was (mean entropy); a warning line above the run's threshold."""
-        from ..ood import distance
+        from ..ood import distance, unlike_note
 
         entropy = stats.mean_entropy if uses_model(self.cfg.method) else None
         out: dict = {"mean_entropy": round(entropy, 4) if entropy is not None else ""}
@@ -442,9 +442,8 @@ class Predictor:
         if ref and stats.features:
             score = float(np.mean(distance(ref, np.stack(stats.features))))
             out["unlike_training"] = round(score, 3)
-            if score > ref["threshold"]:
-                self.log(f"warning: {file.name} looks unlike the images the model was trained on (distance "
-                         f"{score:.1f} > {ref['threshold']:.1f}, docs/scenes.md): check its result")
+            if note := unlike_note(score, ref["threshold"]):
+                self.log(f"warning: {file.name} {note}")
         return out
 
     def _measure(self, source: Source, gsd: float | None) -> tuple[PixelAreas, tuple[float, float], str]:

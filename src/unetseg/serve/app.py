@@ -37,6 +37,7 @@ from ..config import PredictConfig, parse_scale
 from ..data.files import image_shape
 from ..data.sources import RasterSource, parse_bands, parse_value_range
 from ..errors import DataError, first_line
+from ..ood import unlike_note
 from ..predict.outputs import png_bytes
 from ..predict.pipeline import Predictor
 from ..runfolder import RunFolder
@@ -496,9 +497,8 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
             source.close()
         row, keep = result.row, result.keep
         ref = predictor.run_info.get("input_stats")
-        if ref and row["unlike_training"] != "" and row["unlike_training"] > ref["threshold"]:
-            notes.append(f"looks unlike the images the model was trained on (distance {row['unlike_training']:.1f} "
-                         f"> {ref['threshold']:.1f}, docs/scenes.md): check its result")
+        if ref and row["unlike_training"] != "" and (note := unlike_note(row["unlike_training"], ref["threshold"])):
+            notes.append(note)
         rgb = image[..., :3] if image.shape[-1] >= 3 else np.repeat(image[..., :1], 3, axis=-1)
         png = {}
         if "image" in pictures:
