@@ -14,7 +14,7 @@ import numpy as np
 from .config import ModelConfig, Recipe, SplitConfig
 from .data.cache import Chips, load_chips
 from .errors import DataError
-from .zoo import is_shipped
+from .zoo import is_shipped, resolve_run
 from .data.folder import Pair, median_chip_scale, scan_folder
 from .data.spec import DatasetSpec, load_spec
 from .data.split import check_split, load_split, make_split, save_split
@@ -321,9 +321,7 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
 def run_evaluate(run_dir: Path, rt: Runtime, data: Path | None = None, checkpoint: str = "best",
                  progress: bool = True, tta: str = "none", compile: bool = False) -> dict:
     """`unetseg evaluate`: the test files of split.json, decoded as in training."""
-    from .zoo import SHIPPED, resolve_run
-
-    if str(run_dir) in SHIPPED and is_shipped(resolve_run(run_dir)):
+    if is_shipped(resolve_run(run_dir)):  # by its name or its folder: the package is no place for outputs
         raise DataError(f"{run_dir}: a shipped model has no test split of its own here (its scores on the chips "
                         "are in its model card); score it on scenes: unetseg evaluate "
                         f"{run_dir} --scenes DIR --out DIR")
