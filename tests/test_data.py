@@ -164,6 +164,8 @@ def test_masks_of_zeros_and_ones_are_water_where_one_and_said_so(tmp_path):
     assert note == "masks with the values 0 and 1 only: read as water where 1 (not grey above 128)"
     _, jpeg, note = decode_pair(pairs["chip_1"], 0)
     assert not jpeg.any() and note is None
+    Image.fromarray(np.ones((40, 40), np.uint8)).save(root / "Masks" / "chip_0.png")  # a chip all water
+    assert decode_pair(pairs["chip_0"], 0)[1].all()
 
 
 def test_cache_is_reused_memory_mapped_and_keyed_by_content(tmp_path, monkeypatch):

@@ -241,7 +241,7 @@ def mask_to_classes(raw: np.ndarray, spec: DatasetSpec, path: Path, notes: list[
     the grey threshold would miss), and said in `notes`."""
     if spec.binary:
         grey = raw if raw.ndim == 2 else raw.mean(axis=2)
-        if spec.threshold >= 1 and path.suffix.lower() in LOSSLESS_MASKS and grey.max() == 1 and grey.min() == 0:
+        if spec.threshold >= 1 and path.suffix.lower() in LOSSLESS_MASKS and grey.max() == 1:
             if notes is not None:
                 notes.append("masks with the values 0 and 1 only: read as water where 1 (not grey above "
                              f"{spec.threshold})")
