@@ -19,7 +19,11 @@ the rounds' ratios.
 Installs nothing by default: without TensorFlow it says how to get it and times unetseg alone.
 
     pip install -e '.[peers]'      # tensorflow-cpu 2.21 and keras 3, pinned; never in make test or CI
-    python bench/peers.py [--steps 5] [--warmup 2] [--rounds 3] [--json out.json]
+    python bench/peers.py [--steps 5] [--warmup 2] [--rounds 3] [--precision native|fp32|bf16|all] [--json out.json]
+
+On a CPU without native bf16 (AVX2 only: bf16 runs ~500x slower than fp32 there) the bf16 cells are left out
+unless --precision bf16 or all asks for them: `native`, the default, measures fp32 and, where oneDNN runs it
+natively, bf16.
 """
 
 from __future__ import annotations
@@ -143,13 +147,16 @@ def child(framework: str, precision: str, task: str, steps: int, warmup: int) ->
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def peaks() -> dict:
+def peaks(precisions: tuple[str, ...]) -> dict:
+    """Matmul GFLOP/s at 2048 and 4096 square in each precision measured (bf16 off its native CPUs takes minutes)."""
     import torch
 
     from unetseg.throughput import matmul_gflops
 
     out = {}
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+        if name not in precisions:
+            continue
         for n in (2048, 4096):
             out[f"{name} {n}"] = round(matmul_gflops(dtype, n, repeats=3))
     return out
@@ -161,6 +168,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="times each cell is measured, Keras and unetseg back "
                     "to back (this machine's speed drifts: compare within a round)")
+    ap.add_argument("--precision", choices=("native", "fp32", "bf16", "all"), default="native",
+                    help="which cells: native (default) = fp32, and bf16 where this CPU runs it natively")
     ap.add_argument("--json")
     ap.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -174,17 +183,20 @@ def main() -> None:
 
     have_keras = importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None
     print(f"CPU: {cpu_model()}; unetseg default precision here: {select_runtime('auto', 'cpu').precision}")
-    print("matmul peak (GFLOP/s): " + ", ".join(f"{k}: {v}" for k, v in peaks().items()))
+    precisions = chosen_precisions(args.precision, native_bf16())
+    print("matmul peak (GFLOP/s): " + ", ".join(f"{k}: {v}" for k, v in peaks(precisions).items()))
     if not have_keras:
         print("TensorFlow/Keras are not installed: pip install -e '.[peers]' (tensorflow-cpu 2.21, keras 3) to "
               "compare; unetseg alone follows")
     frameworks = ["keras", "unetseg"] if have_keras else ["unetseg"]
+    if "bf16" not in precisions:
+        print("bf16 cells left out: this CPU has no native bf16 (--precision bf16 or all to measure them anyway)")
     results: dict = {}  # (framework, task, precision) -> img/s of each round
     used: dict = {}
     for r in range(args.rounds):  # each cell's frameworks back to back, the order swapped every round
         order = frameworks if r % 2 == 0 else frameworks[::-1]
         for task in TASKS:
-            for precision in ("fp32", "bf16"):
+            for precision in precisions:
                 for fw in order:
                     if task == "infer-compiled" and fw == "keras":  # Keras' predict_on_batch is one graph already
                         continue
@@ -197,7 +209,7 @@ def main() -> None:
           "(min-max)")
     print(f"{'cell':<20} " + " ".join(f"{fw + ' img/s':>14}" for fw in frameworks)
           + (f" {'unetseg/keras':>14}" if have_keras else ""))
-    table = summarise(results, frameworks)
+    table = summarise(results, frameworks, precisions)
     for row in table:
         vals = [row[fw] for fw in frameworks]
         line = f"{row['task'] + ' ' + row['precision']:<20} " + " ".join(
@@ -210,12 +222,25 @@ def main() -> None:
             json.dump({"cpu": cpu_model(), "cells": table, "used": used}, f, indent=1)
 
 
-def summarise(results: dict, frameworks: list[str]) -> list[dict]:
+def chosen_precisions(choice: str, bf16_native: bool) -> tuple[str, ...]:
+    """The precisions to measure for --precision: native = fp32, plus bf16 where the CPU runs it natively."""
+    if choice == "native":
+        return ("fp32", "bf16") if bf16_native else ("fp32",)
+    return ("fp32", "bf16") if choice == "all" else (choice,)
+
+
+def native_bf16() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def summarise(results: dict, frameworks: list[str], precisions: tuple[str, ...] = ("fp32", "bf16")) -> list[dict]:
     """One row per cell from {(framework, task, precision): [img/s of each round]}: median img/s of each
     framework, and the median of the rounds' unetseg / Keras ratios (infer-compiled against Keras' infer)."""
     table = []
     for task in TASKS:
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             runs = [results[(fw, "infer" if task == "infer-compiled" and fw == "keras" else task, precision)]
                     for fw in frameworks]
             ratios = [u / k for k, u in zip(*runs) if k and u] if len(frameworks) == 2 else []

@@ -11,7 +11,7 @@ evaluate's img/s. (tests/test_predict_folder.py checks that the masks are evalua
 With --nproc N it then times the whole command (`unetseg predict ... --nproc 1` and `--nproc N`, start-up
 included) over the chips copied --copies times, and prints the speed-up of N processes.
 
-    python bench/predict_folder.py [--run runs/improved] [--data ../shared/data/water-bodies] [--repeat 5]
+    python bench/predict_folder.py [--run runs/improved | --run water] [--data ../shared/data/water-bodies] [--repeat 5]
                                    [--nproc 2 --copies 4]
 """
 
@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=REPO / "runs" / "improved")
+    ap.add_argument("--run", default=str(REPO / "runs" / "improved"),
+                    help="a run folder, or a shipped model's name (water): no training needed")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("UNETSEG_DATA", REPO.parent / "shared" / "data" /
                                                                        "water-bodies")))
     ap.add_argument("--repeat", type=int, default=5, help="runs of each side; the best is kept")
@@ -39,8 +40,11 @@ def main() -> None:
     ap.add_argument("--nproc", type=int, default=0, help="also time the command on 1 and on N processes")
     ap.add_argument("--copies", type=int, default=4, help="with --nproc: each chip this many times")
     args = ap.parse_args()
-    if not (args.run / "split.json").exists():
-        raise SystemExit(f"{args.run}: not a run with a split.json (train one, or give --run)")
+    from unetseg.zoo import resolve_run
+
+    args.run = resolve_run(args.run)
+    if not (args.run / "run.json").exists():
+        raise SystemExit(f"{args.run}: not a run folder (train one, or give --run water)")
     if not (args.data / "Images").is_dir():
         raise SystemExit(f"{args.data}: no Images/ folder (set UNETSEG_DATA or --data)")
 
@@ -53,8 +57,7 @@ def main() -> None:
 
     rt = select_runtime(args.precision)
     info = json.loads((args.run / "run.json").read_text())
-    test = set(json.loads((args.run / "split.json").read_text())["test"])
-    pairs = [p for p in scan_folder(args.data).pairs if p.stem in test]
+    pairs = test_pairs(args.run, scan_folder(args.data).pairs, info)
     chips = load_chips(pairs, info["recipe"]["image_size"], progress=False)
     model, _ = load_for_inference(resolve_checkpoint(args.run, "best"), rt)  # as evaluate loads it
     predictor = Predictor(args.run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
@@ -93,6 +96,19 @@ def main() -> None:
             print(f"unetseg predict --nproc {n}: {count} images in {t:.1f} s ({count / t:.1f} img/s, start-up "
                   f"included)")
         print(f"speed-up of {args.nproc} processes: {times[1] / times[args.nproc]:.2f}x")
+
+
+def test_pairs(run: Path, pairs: list, info: dict) -> list:
+    """The run's test chips: from its split.json, or (a shipped model carries none) its recipe's hash split."""
+    from unetseg.config import Recipe
+    from unetseg.data.split import make_split
+    from unetseg.workflow import split_config
+
+    if (run / "split.json").exists():
+        test = set(json.loads((run / "split.json").read_text())["test"])
+    else:
+        test = set(make_split([p.stem for p in pairs], split_config(Recipe.from_dict(info["recipe"])))["test"])
+    return [p for p in pairs if p.stem in test]
 
 
 def time_command(run: Path, pairs, copies: int, nproc: int) -> float:

@@ -78,3 +78,19 @@ def test_peers_bench_compares_the_frameworks_round_by_round():
     assert rows[("infer-compiled", "bf16")]["ratios"] == [1.25, 2.0]
     alone = peers.summarise({k: v for k, v in results.items() if k[0] == "unetseg"}, ["unetseg"])
     assert all(r["ratio"] is None and r["unetseg"] == 9.0 for r in alone)
+
+
+def test_peers_bench_leaves_out_bf16_where_the_cpu_has_no_native_bf16():
+    """On an AVX2-only CPU bf16 runs ~500x slower than fp32: the default measures what the CPU runs natively."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[1] / "bench" / "peers.py")
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    assert peers.chosen_precisions("native", bf16_native=False) == ("fp32",)
+    assert peers.chosen_precisions("native", bf16_native=True) == ("fp32", "bf16")
+    assert peers.chosen_precisions("all", bf16_native=False) == ("fp32", "bf16")
+    assert peers.chosen_precisions("bf16", bf16_native=False) == ("bf16",)
+    results = {("unetseg", t, "fp32"): [3.0] for t in ("train", "infer", "infer-compiled")}
+    assert [r["precision"] for r in peers.summarise(results, ["unetseg"], ("fp32",))] == ["fp32"] * 3
