@@ -179,11 +179,11 @@ def main() -> None:
         print(json.dumps(fn(precision, task, args.steps, args.warmup)))
         return
 
-    from unetseg.runtime import cpu_model, select_runtime
+    from unetseg.runtime import cpu_bf16_native, cpu_model, select_runtime
 
     have_keras = importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None
     print(f"CPU: {cpu_model()}; unetseg default precision here: {select_runtime('auto', 'cpu').precision}")
-    precisions = chosen_precisions(args.precision, native_bf16())
+    precisions = chosen_precisions(args.precision, cpu_bf16_native())
     print("matmul peak (GFLOP/s): " + ", ".join(f"{k}: {v}" for k, v in peaks(precisions).items()))
     if not have_keras:
         print("TensorFlow/Keras are not installed: pip install -e '.[peers]' (tensorflow-cpu 2.21, keras 3) to "
@@ -227,12 +227,6 @@ def chosen_precisions(choice: str, bf16_native: bool) -> tuple[str, ...]:
     if choice == "native":
         return ("fp32", "bf16") if bf16_native else ("fp32",)
     return ("fp32", "bf16") if choice == "all" else (choice,)
-
-
-def native_bf16() -> bool:
-    import torch
-
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def summarise(results: dict, frameworks: list[str], precisions: tuple[str, ...] = ("fp32", "bf16")) -> list[dict]:

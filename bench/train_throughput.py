@@ -62,15 +62,17 @@ def main() -> None:
     for name in args.recipe:
         recipe = get_recipe(name)
         chips = RECIPE_CHIPS.get(name, 2290)
+        crops = round(recipe.scene_ratio * chips)  # scene crops drawn beside the chips in each epoch
         steps = {p: TrainStep.for_recipe(recipe, p) for p in dict.fromkeys(["fp32", precision])}
         r_ips = interleaved_images_per_s(steps, rounds=args.rounds)
         recipes[name] = {}
         for p, v in r_ips.items():
-            minutes = recipe.epochs * chips / v / 60
+            minutes = recipe.epochs * (chips + crops) / v / 60
             recipes[name][p] = {"images_per_s": v, "projected_train_minutes": minutes}
             print(f"recipe {name} ({recipe.model.name}, width {recipe.model.base_width}, batch {recipe.batch_size}, "
                   f"{recipe.image_size} px, augmentation {'on' if recipe.augment else 'off'}), {p}: {v:.1f} img/s "
-                  f"-> {recipe.epochs} epochs x {chips} chips in {minutes:.0f} min (+ validation)")
+                  f"-> {recipe.epochs} epochs x {chips} chips" + (f" + {crops} scene crops" if crops else "")
+                  + f" in {minutes:.0f} min (+ validation)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_model(), "precision": precision, "roofline_gflops": roof, "images_per_s": ips,

@@ -165,3 +165,19 @@ def test_tensorboard_logs_every_epoch_where_installed(tmp_path, synth_data):
     events.Reload()
     assert {"train_loss", "val_loss", "val_miou"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("val_miou")] == [1, 2]
+
+
+def test_bf16_asked_for_where_the_cpu_only_emulates_it_gets_one_warning_line(monkeypatch, tmp_path):
+    """On an AVX2-only CPU bf16 runs hundreds of times slower than fp32: --precision bf16 still runs, with a
+    warning line; auto picks fp32 there."""
+    import unetseg.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_bf16_native", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no native bf16"):
+        assert runtime.select_runtime("bf16", "cpu", reuse_memory=False).precision == "bf16"
+    assert runtime.select_runtime("auto", "cpu", reuse_memory=False).precision == "fp32"
+    r = runner.invoke(app, ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "run"),
+                            "--precision", "bf16", "--device", "cpu"])
+    warned = [line for line in r.output.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: {runtime.EMULATED_BF16}"], r.output
+    assert "data folder does not exist" in r.output and r.exit_code == 2

@@ -106,7 +106,7 @@ def test_ctrl_c_saves_a_resumable_state_and_exits_cleanly(synth_data, reference,
     assert r.returncode == 0, r.stderr
     _same_result(out, reference)
     again = _run("train", "--resume", out)
-    assert again.returncode == 2 and "training finished (6 epochs); there is nothing to resume" in again.stderr
+    assert again.returncode == 2 and "training finished (6 epoch(s)); there is nothing to resume" in again.stderr
 
 
 @pytest.mark.slow

@@ -111,9 +111,18 @@ NprocOpt = typer.Option(1, "--nproc", help="Processes to train with (Distributed
 
 
 def _runtime(precision: str, device: str, reuse_memory: bool = True):
+    """select_runtime, its warnings (bf16 asked for where it is only emulated) as one `warning:` line each."""
+    import warnings
+
     from .runtime import select_runtime
 
-    return select_runtime(precision, device, reuse_memory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        rt = select_runtime(precision, device, reuse_memory)
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+    return rt
 
 
 RecipeOpt = typer.Option("seed", "--recipe", "-r", help=f"Training recipe: {', '.join(RECIPES)} (see README).")

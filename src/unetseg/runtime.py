@@ -30,6 +30,10 @@ def cpu_bf16_native() -> bool:
         return False
 
 
+EMULATED_BF16 = ("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated here, hundreds of times slower "
+                 "than fp32; --precision auto (the default) picks fp32 on it")
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
@@ -90,6 +94,10 @@ def select_runtime(precision: str = "auto", device: str = "auto", reuse_memory: 
             precision = "bf16" if cpu_bf16_native() else "fp32"
     if precision == "fp16" and dev.type == "cpu":
         raise ValueError("fp16 is for CUDA; on a CPU use --precision bf16 (if native) or fp32")
+    if precision == "bf16" and dev.type == "cpu" and not cpu_bf16_native():
+        import warnings
+
+        warnings.warn(EMULATED_BF16, RuntimeWarning, stacklevel=2)
     if reuse_memory and dev.type == "cpu":
         keep_freed_memory()
     return Runtime(dev, precision)

@@ -296,7 +296,7 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
 
     info = RunFolder(run_dir).info()
     if not RunFolder(run_dir).checkpoint(RESUME_TAG).exists() and info.get("epochs_run"):
-        raise DataError(f"{run_dir}: training finished ({info['epochs_run']} epochs); there is nothing to resume")
+        raise DataError(f"{run_dir}: training finished ({info['epochs_run']} epoch(s)); there is nothing to resume")
     if world.main:
         for p in remove_stale_temporaries(run_dir):
             log(f"removed {p.name}, left by a save that was cut short")
