@@ -40,15 +40,17 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 def shared_dataset(name: str, env: str | None = None):
-    """$ENV, else NAME beside the $UNETSEG_DATA folder, else ../shared/data/NAME: required in CI, skipped
-    elsewhere when missing."""
+    """Where the package finds it (workflow.shared_dataset_dir: $ENV, else NAME beside the $UNETSEG_DATA folder),
+    else ../shared/data/NAME beside this checkout: required in CI, skipped elsewhere when missing."""
     from pathlib import Path
 
     import pytest
 
-    beside = Path(os.environ["UNETSEG_DATA"]).parent / name if os.environ.get("UNETSEG_DATA") else None
-    path = Path(os.environ.get(env or "") or (beside if beside and beside.is_dir() else None)
-                or Path(__file__).resolve().parents[1].parent / "shared" / "data" / name)
+    from unetseg.workflow import shared_dataset_dir
+
+    path = shared_dataset_dir(name, env or "")
+    if not path.is_dir() and not (env and os.environ.get(env)):  # tests may run from another folder
+        path = Path(__file__).resolve().parents[1].parent / "shared" / "data" / name
     if not path.is_dir():
         if os.environ.get("CI"):
             pytest.fail(f"{name} not found at {path}" + (f": set {env}" if env else "") +
