@@ -181,3 +181,21 @@ def test_bf16_asked_for_where_the_cpu_only_emulates_it_gets_one_warning_line(mon
     warned = [line for line in r.output.splitlines() if line.startswith("warning:")]
     assert warned == [f"warning: {runtime.EMULATED_BF16}"], r.output
     assert "data folder does not exist" in r.output and r.exit_code == 2
+
+
+def test_progress_in_a_log_file_is_a_plain_line_now_and_then_not_a_bar():
+    """Output to a pipe or log: one line per interval with counts and time left, no carriage returns; quick work
+    writes nothing (the callers' own per-epoch or per-file line is enough)."""
+    import subprocess
+    import sys
+
+    script = ("import time\nfrom unetseg.progress import bar\n"
+              "for i in bar(range(12), every={every}, desc='epoch 1/3', unit='batch'):\n    time.sleep(0.05)\n")
+    slow = subprocess.run([sys.executable, "-c", script.format(every=0.2)], capture_output=True, text=True, timeout=60)
+    lines = slow.stderr.splitlines()
+    assert "\r" not in slow.stderr and 2 <= len(lines) <= 6, slow.stderr
+    assert all(line.startswith("epoch 1/3: ") and "/12 batch (" in line and " left" in line for line in lines)
+    counts = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert counts == sorted(counts) and 0 < counts[0] < 12
+    quick = subprocess.run([sys.executable, "-c", script.format(every=60)], capture_output=True, text=True, timeout=60)
+    assert quick.stderr == ""

@@ -190,3 +190,18 @@ def test_evaluating_the_last_checkpoint_keeps_the_official_metrics(trained_run):
     assert (out / "metrics.json").read_text() == official and json.loads(official)["checkpoint"] == "best.safetensors"
     assert json.loads((out / "metrics-last.json").read_text())["checkpoint"] == "last.safetensors"
     assert best["checkpoint"] != last["checkpoint"]
+
+
+def test_training_written_to_a_log_shows_the_epoch_advancing(synth_data, tmp_path, monkeypatch, capsys):
+    """Not on a terminal, each epoch's progress is a plain line now and then whose step count advances to the
+    epoch's end, with the loss (the bar's count had stayed at the first step)."""
+    import unetseg.progress
+
+    monkeypatch.setattr(unetseg.progress, "LOG_EVERY_S", 0.0)  # a line at every step
+    run_train(synth_data, tmp_path / "r", dataclasses.replace(TINY, epochs=1), select_runtime("fp32"),
+              progress=True, log=lambda s: None)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch 1/1: ")]
+    counts = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    total = int(lines[-1].split("/")[2].split()[0])
+    assert counts[-1] == total > 1 and counts == sorted(set(counts)) and len(counts) >= total, lines
+    assert all("loss=" in line for line in lines if not line.startswith("epoch 1/1: 0/"))

@@ -241,7 +241,9 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
             st.sched.step()
         st.seen += len(idx)
         st.loss_sum += value * len(idx)
-        bar.set_postfix(loss=f"{st.loss_sum / st.seen:.4f}", img_s=f"{st.seen / (time.perf_counter() - t0):.1f}")
+        bar.set_postfix(loss=f"{st.loss_sum / st.seen:.4f}", img_s=f"{st.seen / (time.perf_counter() - t0):.1f}",
+                        refresh=False)  # shown with the count, at the bar's own pace (a log: once a minute)
+        bar.update()
         if step + 1 < len(batches) and stop_now(stop, world):
             bar.close()
             snapshot = st.state_dict(world, st.epoch, step + 1, epoch_gen, time.perf_counter() - t0,
