@@ -281,6 +281,16 @@ def test_an_input_unlike_the_training_images_is_scored_and_warned_about(tiny_run
     assert len(warnings) == 1 and "magenta.png looks unlike the images the model was trained on" in warnings[0]
 
 
+def test_the_unlike_warning_shows_its_distance_and_threshold_as_different_numbers():
+    """A distance just above the threshold is never printed as 'distance 4.9 > 4.9'."""
+    from unetseg.ood import unlike_note
+
+    assert unlike_note(4.9, 4.9) is None and unlike_note(3.0, 4.9) is None
+    assert "(distance 6.6 > 5.8," in unlike_note(6.61, 5.83)
+    assert "(distance 4.93 > 4.91," in unlike_note(4.931, 4.912)
+    assert "(distance 4.9001 > 4.9000," in unlike_note(4.90012, 4.9)
+
+
 # --- the shared validation scenes ------------------------------------------------------------------------------
 
 

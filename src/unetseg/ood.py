@@ -70,7 +70,8 @@ def unlike_note(score: float, threshold: float) -> str | None:
     """The warning for an input whose distance is above the run's threshold (predict prints it, serve replies it)."""
     if not score > threshold:
         return None
-    return (f"looks unlike the images the model was trained on (distance {score:.1f} > {threshold:.1f}, "
+    digits = next((d for d in (1, 2, 3) if f"{score:.{d}f}" != f"{threshold:.{d}f}"), 4)  # never "4.9 > 4.9"
+    return (f"looks unlike the images the model was trained on (distance {score:.{digits}f} > {threshold:.{digits}f}, "
             "docs/scenes.md): check its result")
 
 
