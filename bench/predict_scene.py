@@ -8,7 +8,7 @@ peak RSS < 3 GB, peak RSS at 4x the area < 1.2x, whole-pipeline tiles/s >= 75% o
     python bench/predict_scene.py [--run runs/improved] [--sizes 10980 21960] [--json out.json]
 
 The rasters are written once into --work (default bench_out/) and reused. Without --run it uses
-runs/improved if present, else it trains the `quick` recipe on synthetic chips (a minute or two).
+runs/improved if present, else the shipped `water` model.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from unetseg.runtime import cpu_model, select_runtime
+from unetseg.zoo import resolve_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,19 +104,14 @@ def model_only_tiles_per_s(run: Path, tile: int, batch: int, rounds: int = 20) -
     return batch / float(np.median(times))
 
 
-def default_run(work: Path) -> Path:
-    if (REPO / "runs/improved/best.safetensors").exists():
-        return REPO / "runs/improved"
-    run = work / "quick-run"
-    if not (run / "best.safetensors").exists():  # real data when UNETSEG_DATA has it, else synthetic chips
-        subprocess.run([sys.executable, "-m", "unetseg.cli", "reproduce", "--recipe", "quick", "--out", str(run),
-                        "--overwrite", "--quiet"], check=True, cwd=REPO)
-    return run
+def default_run() -> Path:
+    """runs/improved if trained here, else the shipped `water` model (nothing to train)."""
+    return REPO / "runs/improved" if (REPO / "runs/improved/best.safetensors").exists() else resolve_run("water")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, help="run folder (default: runs/improved, else a quick synthetic run)")
+    ap.add_argument("--run", help="a run folder or a shipped model's name (default: runs/improved, else water)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[10980, 21960], help="raster sides in pixels")
     ap.add_argument("--work", type=Path, default=REPO / "bench_out", help="where rasters and outputs go")
     ap.add_argument("--tile", type=int, default=256)
@@ -123,7 +119,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    run = args.run or default_run(args.work)
+    run = resolve_run(args.run) if args.run else default_run()
     rt = select_runtime("auto")
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); precision {rt.describe()}; run {run}")
 
