@@ -63,7 +63,7 @@ def _interrupt(synth_data, out, sig):
     time.sleep(0.3)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
-    return proc.returncode, stderr
+    return proc.returncode, stderr + stdout
 
 
 def _same_result(run, reference):
@@ -100,6 +100,7 @@ def test_ctrl_c_saves_a_resumable_state_and_exits_cleanly(synth_data, reference,
     code, stderr = _interrupt(synth_data, out, signal.SIGINT)
     assert code == 130, stderr
     assert "Traceback" not in stderr and f"unetseg train --resume {out}" in stderr
+    assert "SIGINT: stopping after this step" in stderr and "\n\nSIGINT" not in stderr  # no blank line in a log
     state = json.loads((out / "resume.json").read_text())
     assert state["epoch"] >= 2
     r = _run("train", "--resume", out, "--quiet")

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import torch
 
 from .checkpoint import load_pair, save_pair
+from .progress import on_terminal
 
 RESUME_TAG = "resume"
 
@@ -85,7 +86,8 @@ class StopRequest:
         if self.asked and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.asked = True
-        self.log(f"\n{signal.Signals(signum).name}: stopping after this step and saving a resumable state "
+        off_the_bar = "\n" if on_terminal() else ""  # a terminal's progress bar holds the line; a log's does not
+        self.log(f"{off_the_bar}{signal.Signals(signum).name}: stopping after this step and saving a resumable state "
                  "(Ctrl-C again to quit at once)")
 
     def __enter__(self) -> "StopRequest":
