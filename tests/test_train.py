@@ -205,3 +205,13 @@ def test_training_written_to_a_log_shows_the_epoch_advancing(synth_data, tmp_pat
     total = int(lines[-1].split("/")[2].split()[0])
     assert counts[-1] == total > 1 and counts == sorted(set(counts)) and len(counts) >= total, lines
     assert all("loss=" in line for line in lines if not line.startswith("epoch 1/1: 0/"))
+
+
+def test_each_epoch_line_says_how_long_the_rest_will_take():
+    from unetseg.training import time_left
+
+    history = [{"epoch": 1, "seconds": 100.0}, {"epoch": 2, "seconds": 140.0}]
+    assert time_left(history, 25) == "  ~46 min left"  # 23 epochs x 120 s
+    assert time_left(history, 3) == "  ~2 min left"
+    assert time_left([{"epoch": 4, "seconds": 10.0}], 5) == "  ~10 s left"
+    assert time_left(history, 2) == ""

@@ -268,6 +268,15 @@ def augment_batch(ctx: Context, x: torch.Tensor, y: torch.Tensor, w: torch.Tenso
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), None
 
 
+def time_left(history: list[dict], epochs: int) -> str:
+    """'  ~N min left' at the epochs' mean duration so far (early stopping may end sooner); '' after the last."""
+    left = epochs - history[-1]["epoch"]
+    if left <= 0:
+        return ""
+    minutes = left * sum(r["seconds"] for r in history) / len(history) / 60
+    return f"  ~{minutes:.0f} min left" if minutes >= 1 else f"  ~{minutes * 60:.0f} s left"
+
+
 def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, started: float, board: Any) -> bool:
     """Validate (rank 0), add the history row, write checkpoints and history, log, step the schedule; True when
     early stopping ends training."""
@@ -301,7 +310,7 @@ def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, star
         write_history(RunFolder(ctx.run_dir).history_path, st.history)
     ctx.log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
             f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
-            + ("  *best" if improved else ""))
+            + ("  *best" if improved else "") + time_left(st.history, recipe.epochs))
     if st.sched is not None and not ctx.per_batch:
         st.sched.step(monitored)
     if st.stopper.should_stop:
