@@ -57,7 +57,7 @@ def main() -> None:
 
     rt = select_runtime(args.precision)
     info = json.loads((args.run / "run.json").read_text())
-    pairs = test_pairs(args.run, scan_folder(args.data).pairs, info)
+    pairs = test_pairs(args.run, scan_folder(args.data), info)
     chips = load_chips(pairs, info["recipe"]["image_size"], progress=False)
     model, _ = load_for_inference(resolve_checkpoint(args.run, "best"), rt)  # as evaluate loads it
     predictor = Predictor(args.run, PredictConfig(scale="fit"), rt, progress=False, log=lambda m: None)
@@ -98,17 +98,19 @@ def main() -> None:
         print(f"speed-up of {args.nproc} processes: {times[1] / times[args.nproc]:.2f}x")
 
 
-def test_pairs(run: Path, pairs: list, info: dict) -> list:
-    """The run's test chips: from its split.json, or (a shipped model carries none) its recipe's hash split."""
+def test_pairs(run: Path, scan, info: dict) -> list:
+    """The run's test chips: from its split.json, or (a shipped model carries none) the split `unetseg train`
+    makes of this data with the run's recipe (workflow.load_data's rule)."""
     from unetseg.config import Recipe
-    from unetseg.data.split import make_split
+    from unetseg.data.split import load_split, make_split
     from unetseg.workflow import split_config
 
     if (run / "split.json").exists():
-        test = set(json.loads((run / "split.json").read_text())["test"])
+        split = load_split(run / "split.json")
     else:
-        test = set(make_split([p.stem for p in pairs], split_config(Recipe.from_dict(info["recipe"])))["test"])
-    return [p for p in pairs if p.stem in test]
+        split = make_split([p.stem for p in scan.pairs], split_config(Recipe.from_dict(info["recipe"])), scan.parts)
+    test = set(split["test"])
+    return [p for p in scan.pairs if p.stem in test]
 
 
 def time_command(run: Path, pairs, copies: int, nproc: int) -> float:
