@@ -55,15 +55,21 @@ def test_peers_bench_times_unetseg_without_tensorflow_installed():
     assert "fp32" in cell["used"] and "threads" in cell["used"]
 
 
-def test_peers_bench_compares_the_frameworks_round_by_round():
-    """The ratio is the median of each round's unetseg / Keras ratio: a round where the machine slowed down
-    for both does not count against either; infer-compiled stands against Keras' one inference figure."""
+def _peers_module():
+    """bench/peers.py as a module (it is a script, not part of the package)."""
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[1] / "bench" / "peers.py")
     peers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peers)
+    return peers
+
+
+def test_peers_bench_compares_the_frameworks_round_by_round():
+    """The ratio is the median of each round's unetseg / Keras ratio: a round where the machine slowed down
+    for both does not count against either; infer-compiled stands against Keras' one inference figure."""
+    peers = _peers_module()
     results = {}
     for task in ("train", "infer", "infer-compiled"):
         for precision in ("fp32", "bf16"):
@@ -82,12 +88,7 @@ def test_peers_bench_compares_the_frameworks_round_by_round():
 
 def test_peers_bench_leaves_out_bf16_where_the_cpu_has_no_native_bf16():
     """On an AVX2-only CPU bf16 runs ~500x slower than fp32: the default measures what the CPU runs natively."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("peers", Path(__file__).resolve().parents[1] / "bench" / "peers.py")
-    peers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peers)
+    peers = _peers_module()
     assert peers.chosen_precisions("native", bf16_native=False) == ("fp32",)
     assert peers.chosen_precisions("native", bf16_native=True) == ("fp32", "bf16")
     assert peers.chosen_precisions("all", bf16_native=False) == ("fp32", "bf16")
