@@ -450,3 +450,42 @@ def test_ellipsoid_areas_of_known_shapes():
     assert got[0] / 1e6 == pytest.approx(510065621.7, rel=1e-8)
     assert got[1] == pytest.approx(lonlat_polygon_areas(np.array([shapely.box(-10, -10, 10, 10)]))[0] - got[2],
                                    rel=1e-12)
+
+
+def test_a_reprojected_reflectance_rasters_zero_fill_is_no_data_but_a_black_picture_pixel_is_not(tiny_run, tmp_path):
+    """gdalwarp and rasterio.warp fill the corners outside a reprojected raster with 0 and declare no no-data
+    value: above 8 bits such pixels are no-data (out of the counts and the mask); in an 8-bit picture black is
+    data."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    src = (noise((3, 120, 120), 3, np.uint16) * 8 + 200).astype(np.uint16)  # reflectance-like, never 0
+    src_transform = from_origin(400000, 5200000, 10, 10)
+    transform, w, h = calculate_default_transform(UTM, "EPSG:4326", 120, 120, 400000, 5200000 - 1200, 401200,
+                                                  5200000)  # left, bottom, right, top
+    dst = np.zeros((3, h, w), np.uint16)
+    for b in range(3):
+        reproject(src[b], dst[b], src_transform=src_transform, src_crs=UTM, dst_transform=transform,
+                  dst_crs="EPSG:4326", resampling=Resampling.nearest)
+    fill = ~dst.any(axis=0)
+    assert 100 < fill.sum() < 0.5 * fill.size  # the rotated grid leaves its corners empty
+    rows = []
+    for name, data in (("reflectance", dst), ("picture", (dst // 8).astype(np.uint8))):
+        tif = write_tif(tmp_path / f"{name}.tif", data, crs="EPSG:4326", transform=transform)
+        out = tmp_path / name
+        r = unetseg("predict", tiny_run, tif, "--out", out, "--vectors", "none", "-q")
+        assert r.returncode == 0, r.stderr
+        rows.append(summary(out)[0])
+    assert rows[0]["nodata_pixels"] == int(fill.sum()) and rows[0]["valid_pixels"] == int((~fill).sum())
+    assert rows[1]["nodata_pixels"] == 0 and rows[1]["valid_pixels"] == fill.size
+    assert (read_mask(tmp_path / "reflectance" / "reflectance_mask.tif")[fill] == 255).all()
+
+
+def test_percentile_stretch_leaves_out_the_zero_fill_of_a_reflectance_raster(tmp_path):
+    from unetseg.data.sources import RasterSource
+
+    data = np.zeros((3, 100, 100), np.uint16)
+    data[:, :, 40:] = np.linspace(1000, 2000, 60, dtype=np.uint16)  # 40% of the raster is fill
+    src = RasterSource(write_tif(tmp_path / "r.tif", data), 3, value_range="percentile")
+    assert src.lo >= 1000 and src.hi <= 2000
+    assert src.valid_window() == (0, 40, 100, 60)
+    src.close()

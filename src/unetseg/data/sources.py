@@ -302,6 +302,10 @@ class RasterSource(Source):
         self.nodata_values = None
         if all(f == [MaskFlags.nodata] for f in flags):
             self.nodata_values = np.array([ds.nodatavals[b - 1] for b in self.bands], dtype=ds.dtypes[self.bands[0] - 1])
+        # no no-data declared, wider than 8 bits (reflectance, not a picture): a pixel 0 in every band read is the
+        # fill a reprojection (gdalwarp, rasterio.warp) or Sentinel-2 itself leaves outside the data, not data
+        self.zero_is_nodata = self.all_valid and zero_means_nodata(dtype)
+        self.all_valid &= not self.zero_is_nodata
         transform = ds.transform if not ds.transform.is_identity else None
         super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
         self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255")
@@ -313,8 +317,10 @@ class RasterSource(Source):
         ds = self.ds
         f = max(1, int(np.ceil(max(ds.height, ds.width) / 1024)))
         shape = (len(self.bands), max(1, ds.height // f), max(1, ds.width // f))
-        a = ds.read(self.bands, out_shape=shape, masked=True).astype(np.float64)
-        values = a.compressed()
+        a = ds.read(self.bands, out_shape=shape, masked=True)
+        if not np.ma.getmaskarray(a).any() and zero_means_nodata(a.dtype):  # as read() sees no-data
+            a = np.ma.masked_array(a.data, np.broadcast_to(~a.data.any(axis=0), a.shape))
+        values = a.astype(np.float64).compressed()
         values = values[np.isfinite(values)]
         if not values.size:
             raise DataError(f"{path}: every pixel is no-data; nothing to segment")
@@ -332,6 +338,8 @@ class RasterSource(Source):
                 valid = (raw != self.nodata_values[:, None, None]).any(axis=0)
             elif self.alpha is not None:
                 valid = self.ds.read(self.alpha, window=win) > 0
+            elif self.zero_is_nodata:
+                valid = raw.any(axis=0)
             elif self.all_valid:
                 valid = np.ones((h, w), bool)
             else:  # internal masks, alpha bands
@@ -422,6 +430,13 @@ def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str 
         raise DataError(f"{path}: has {count} bands{listing} and their names do not say which are {wanted}; "
                         f"choose them with --bands (e.g. --bands {example})")
     raise DataError(f"{path}: has {len(colour)} colour band(s){listing} but the model needs {wanted}")
+
+
+def zero_means_nodata(dtype: np.dtype) -> bool:
+    """Whether a raster of this type with no no-data declared takes 0 in every band read as no-data: yes above
+    8 bits (reflectance and other measurements, where such a pixel is a reprojection's or the sensor's fill), no
+    for 8-bit pictures (a black pixel can be data)."""
+    return np.dtype(dtype).itemsize > 1
 
 
 def is_raster(path: Path) -> bool:
