@@ -22,6 +22,7 @@ def exported(tiny_run, tmp_path_factory):
 def test_onnx_logits_match_pytorch_at_any_batch_and_size(tiny_run, exported):
     result, path = exported
     assert result["max_abs_logit_diff"] <= 1e-3 and result["mask_agreement"] >= 0.999
+    assert [p.name for p in path.parent.iterdir()] == ["tiny.onnx"]  # one file: no external data, no temporaries
     model, _ = load_checkpoint(resolve_checkpoint(tiny_run))
     session = OnnxModel(path)
     for b, h, w in [(1, 33, 47), (5, 64, 64), (2, 130, 17)]:  # sizes never seen at export

@@ -91,7 +91,8 @@ def export_model(model: nn.Module, path: Path, channels: int, size: int = 96) ->
     try:
         with _quiet():
             torch.onnx.export(model.float().eval(), (example,), str(path), dynamo=True, dynamic_shapes={"x": dims},
-                              input_names=["image"], output_names=["logits"], opset_version=OPSET, verbose=False)
+                              input_names=["image"], output_names=["logits"], opset_version=OPSET, verbose=False,
+                              external_data=False)  # one file: no '<name>.data' beside it (U-Nets are far below 2 GB)
     except Exception as e:  # the exporter raises many types; the message is what matters
         raise DataError(f"ONNX export failed ({first_line(e, 200)})") from None
 
