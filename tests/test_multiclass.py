@@ -138,6 +138,13 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     table = format_table(list_runs(tmp_path), "scenes:esw-val").splitlines()
     assert table[0].split()[-1] == "scenes:esw-val"
     assert table[1].startswith("b") and table[1].split()[-1] == "0.5000" and table[2].split()[-1] == "-"
+    (tmp_path / "c").mkdir()  # training under way (or stopped): run.json without its totals, two epochs done
+    (tmp_path / "c" / "run.json").write_text(json.dumps({"recipe": info["recipe"]}))
+    (tmp_path / "c" / "history.csv").write_text("epoch,loss\n1,0.5\n2,0.4\n")
+    row = next(r for r in list_runs(tmp_path) if r["run"].startswith("c"))
+    assert row["run"] == "c (unfinished)" and row["epochs"] == 2
+    line = next(t for t in format_table(list_runs(tmp_path), "epochs").splitlines() if t.startswith("c"))
+    assert line.split()[4] == "-" and line.split()[5] == "2"  # no parameter count yet, not 0
 
 
 @pytest.mark.slow

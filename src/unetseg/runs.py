@@ -25,15 +25,24 @@ def run_row(run: Path) -> dict:
     metrics = _load(folder.metrics_path())
     tta = max((_load(p).get("mean_iou", math.nan) for p in run.glob("metrics-tta-*.json")), default=math.nan)
     r = info.get("recipe", {})
+    finished = "epochs_run" in info  # written when training ends; before that, history.csv has the epochs so far
     return {
-        "run": run.name, "model": r.get("model", {}).get("name", "?"), "recipe": r.get("name", "?"),
-        "params": info.get("parameters", 0), "epochs": info.get("epochs_run", 0),
+        "run": run.name if finished else f"{run.name} (unfinished)", "model": r.get("model", {}).get("name", "?"),
+        "recipe": r.get("name", "?"), "params": info.get("parameters", math.nan),
+        "epochs": info["epochs_run"] if finished else _epochs_so_far(folder.history_path),
         "train_min": round(info.get("train_seconds", math.nan) / 60, 1),
         "test_miou": metrics.get("mean_iou", math.nan), "water_iou": metrics.get("water_iou", math.nan),
         "tta_miou": tta,
         **{f"scenes:{p.parent.name.removeprefix('scenes-')}": _load(p).get("pooled_mean_iou", math.nan)
            for p in sorted(run.glob("scenes-*/metrics.json"))},
     }
+
+
+def _epochs_so_far(history: Path) -> int:
+    try:
+        return max(0, len(history.read_text().splitlines()) - 1)  # a header, then a row per epoch
+    except OSError:
+        return 0
 
 
 def list_runs(root: Path) -> list[dict]:
