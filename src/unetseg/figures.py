@@ -122,7 +122,7 @@ def error_map(pred: np.ndarray, truth: np.ndarray, scored: np.ndarray) -> np.nda
 
 def plot_scene(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, scored: np.ndarray, title: str,
                path: Path, max_side: int = 700) -> None:
-    """Image | truth | prediction | errors (false water red, missed water orange), shrunk to max_side."""
+    """Image | truth | prediction | errors (water found blue, false water red, missed water orange), shrunk to max_side."""
     step = max(1, int(np.ceil(max(image.shape[:2]) / max_side)))
     image, truth, pred, scored = image[::step, ::step], truth[::step, ::step], pred[::step, ::step], scored[::step,
                                                                                                          ::step]
@@ -130,7 +130,7 @@ def plot_scene(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, scored: n
     panels = [(image[..., :3] if image.shape[-1] >= 3 else image[..., 0], "image"),
               (np.where(truth, 1.0, grey), "true water (grey: not scored)"),
               (np.where(pred, 1.0, grey), "predicted water"),
-              (error_map(pred, truth, scored), "errors: red false water, orange missed")]
+              (error_map(pred, truth, scored), "errors: blue found, red false, orange missed")]
     h, w = image.shape[:2]
     fig, axes = plt.subplots(1, 4, figsize=(4 * 3.2, 3.2 * h / w + 0.6))
     for ax, (data, name) in zip(axes, panels):
