@@ -489,3 +489,24 @@ def test_percentile_stretch_leaves_out_the_zero_fill_of_a_reflectance_raster(tmp
     assert src.lo >= 1000 and src.hi <= 2000
     assert src.valid_window() == (0, 40, 100, 60)
     src.close()
+
+
+def test_a_declared_scale_and_offset_map_stored_values_to_reflectance_for_the_model_and_the_index(tiny_run, tmp_path):
+    """Sentinel-2 L2A COGs from baseline 04.00 on store reflectance x 10000 + 1000 and say so in GDAL's metadata
+    (scale 0.0001, offset -0.1): read by it, they give the masks of the same reflectance stored without offset."""
+    refl = (noise((4, 90, 110), 5, np.uint16) * 12 + 100).astype(np.uint16)  # reflectance x 10000
+    paths = {}
+    for name, data, scaling in (("plain", refl, None), ("offset", refl + 1000, (0.0001, -0.1))):
+        paths[name] = write_tif(tmp_path / f"{name}.tif", data)
+        with rasterio.open(paths[name], "r+") as ds:
+            ds.descriptions = ("B04", "B03", "B02", "B08")
+            if scaling:
+                ds.scales, ds.offsets = (scaling[0],) * 4, (scaling[1],) * 4
+    for method in ("unet", "ndwi"):
+        args = ["--method", "unet+ndwi"] if method == "ndwi" else []
+        out = tmp_path / method
+        r = unetseg("predict", tiny_run, paths["plain"], paths["offset"], "--out", out, "--vectors", "none", *args)
+        assert r.returncode == 0, r.stderr
+        plain, offset = read_mask(out / "plain_mask.tif"), read_mask(out / "offset_mask.tif")
+        assert np.array_equal(plain, offset) and 0 < (plain == 1).mean() < 1
+        assert "values 1000..5000 -> 0..255 (the file's scale 0.0001 and offset -0.1: reflectance 0..0.4)" in r.stdout

@@ -283,9 +283,10 @@ class RasterSource(Source):
             if meanings[self.bands[0] - 1] == "palette" and bands is None:
                 self.palette = _palette_table(ds)
                 dtype = np.dtype(np.uint8)
-            lo_hi = value_range
+            lo_hi, declared = value_range, None
             if value_range == "auto":
-                lo_hi = default_range(dtype)
+                declared = declared_scaling(ds, self.bands) if self.palette is None else None
+                lo_hi = reflectance_range(*declared) if declared else default_range(dtype)
             elif value_range == "percentile":
                 lo_hi = self._percentiles(path)
             self.lo, self.hi = lo_hi
@@ -308,7 +309,10 @@ class RasterSource(Source):
         self.all_valid &= not self.zero_is_nodata
         transform = ds.transform if not ds.transform.is_identity else None
         super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
-        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255")
+        lo_r, hi_r = default_range(np.float32)
+        scaled = f" (the file's scale {declared[0]:g} and offset {declared[1]:g}: reflectance {lo_r:g}..{hi_r:g})" \
+            if declared else ""
+        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{scaled}")
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
 
@@ -430,6 +434,27 @@ def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str 
         raise DataError(f"{path}: has {count} bands{listing} and their names do not say which are {wanted}; "
                         f"choose them with --bands (e.g. --bands {example})")
     raise DataError(f"{path}: has {len(colour)} colour band(s){listing} but the model needs {wanted}")
+
+
+def declared_scaling(ds, bands: list[int]) -> tuple[float, float] | None:
+    """(scale, offset) that the chosen bands of an integer raster wider than 8 bits declare (GDAL's metadata:
+    value x scale + offset = reflectance; Sentinel-2 L2A COGs from baseline 04.00 on: 0.0001, -0.1; Landsat
+    Collection 2 surface reflectance: 2.75e-05, -0.2), when every band declares the same and it reads as
+    reflectance (0 < scale <= 0.01); else None."""
+    dtype = np.dtype(ds.dtypes[bands[0] - 1])
+    if not np.issubdtype(dtype, np.integer) or dtype.itemsize == 1:
+        return None
+    pairs = {(float(ds.scales[b - 1]), float(ds.offsets[b - 1])) for b in bands}
+    if len(pairs) != 1:
+        return None
+    scale, offset = pairs.pop()
+    return (scale, offset) if 0 < scale <= 0.01 and np.isfinite(offset) else None
+
+
+def reflectance_range(scale: float, offset: float) -> tuple[float, float]:
+    """The stored values that hold the default reflectance range (that of float rasters) under scale and offset."""
+    lo, hi = default_range(np.float32)
+    return (lo - offset) / scale, (hi - offset) / scale
 
 
 def zero_means_nodata(dtype: np.dtype) -> bool:
