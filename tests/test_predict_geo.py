@@ -491,12 +491,15 @@ def test_percentile_stretch_leaves_out_the_zero_fill_of_a_reflectance_raster(tmp
     src.close()
 
 
-def test_a_declared_scale_and_offset_map_stored_values_to_reflectance_for_the_model_and_the_index(tiny_run, tmp_path):
+def test_reflectance_stored_with_a_declared_offset_or_as_floats_gives_the_masks_of_the_plain_integers(tiny_run, tmp_path):
     """Sentinel-2 L2A COGs from baseline 04.00 on store reflectance x 10000 + 1000 and say so in GDAL's metadata
-    (scale 0.0001, offset -0.1): read by it, they give the masks of the same reflectance stored without offset."""
+    (scale 0.0001, offset -0.1); exports often store reflectance x 10000 as floats, or reflectance 0..1. Each is
+    read as what it is: the masks of the same reflectance stored as plain integers, for the model and the index."""
     refl = (noise((4, 90, 110), 5, np.uint16) * 12 + 100).astype(np.uint16)  # reflectance x 10000
+    variants = {"plain": (refl, None), "offset": (refl + 1000, (0.0001, -0.1)),
+                "float10000": (refl.astype(np.float32), None), "float": (refl.astype(np.float32) / 10000, None)}
     paths = {}
-    for name, data, scaling in (("plain", refl, None), ("offset", refl + 1000, (0.0001, -0.1))):
+    for name, (data, scaling) in variants.items():
         paths[name] = write_tif(tmp_path / f"{name}.tif", data)
         with rasterio.open(paths[name], "r+") as ds:
             ds.descriptions = ("B04", "B03", "B02", "B08")
@@ -505,8 +508,12 @@ def test_a_declared_scale_and_offset_map_stored_values_to_reflectance_for_the_mo
     for method in ("unet", "ndwi"):
         args = ["--method", "unet+ndwi"] if method == "ndwi" else []
         out = tmp_path / method
-        r = unetseg("predict", tiny_run, paths["plain"], paths["offset"], "--out", out, "--vectors", "none", *args)
+        r = unetseg("predict", tiny_run, *paths.values(), "--out", out, "--vectors", "none", *args)
         assert r.returncode == 0, r.stderr
-        plain, offset = read_mask(out / "plain_mask.tif"), read_mask(out / "offset_mask.tif")
-        assert np.array_equal(plain, offset) and 0 < (plain == 1).mean() < 1
+        plain = read_mask(out / "plain_mask.tif")
+        assert 0 < (plain == 1).mean() < 1
+        for name in variants:
+            assert np.array_equal(read_mask(out / f"{name}_mask.tif"), plain), name
         assert "values 1000..5000 -> 0..255 (the file's scale 0.0001 and offset -0.1: reflectance 0..0.4)" in r.stdout
+        assert "float10000.tif: bands 1,2,3 of 4 by their names (B04 as red, B03 as green, B02 as blue), values " \
+               "0..4000 -> 0..255 (float values up to 3" in r.stdout

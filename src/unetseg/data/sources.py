@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, first_line
-from ..pixels import default_range, to_model_range
+from ..pixels import S2_TRUE_COLOUR, default_range, to_model_range
 from .files import HIGH_DEPTH_MODES, check_not_empty, load_npy, natural_key, open_image, read_rgb_jpeg
 
 PLAIN_EXTS = (".jpg", ".jpeg", ".png", ".npy")
@@ -283,10 +283,16 @@ class RasterSource(Source):
             if meanings[self.bands[0] - 1] == "palette" and bands is None:
                 self.palette = _palette_table(ds)
                 dtype = np.dtype(np.uint8)
-            lo_hi, declared = value_range, None
+            lo_hi, why = value_range, ""  # why: how auto chose, when not by the data type alone
             if value_range == "auto":
                 declared = declared_scaling(ds, self.bands) if self.palette is None else None
                 lo_hi = reflectance_range(*declared) if declared else default_range(dtype)
+                if declared:
+                    why = " (the file's scale %g and offset %g: reflectance %g..%g)" % (*declared,
+                                                                                       *default_range(np.float32))
+                elif np.issubdtype(dtype, np.floating) and (top := self._float_top()) > 2:
+                    lo_hi = S2_TRUE_COLOUR  # reflectance never reaches 2: these are reflectance x 10000 as floats
+                    why = f" (float values up to {top:.0f}: reflectance x 10000, not 0..1)"
             elif value_range == "percentile":
                 lo_hi = self._percentiles(path)
             self.lo, self.hi = lo_hi
@@ -309,12 +315,21 @@ class RasterSource(Source):
         self.all_valid &= not self.zero_is_nodata
         transform = ds.transform if not ds.transform.is_identity else None
         super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
-        lo_r, hi_r = default_range(np.float32)
-        scaled = f" (the file's scale {declared[0]:g} and offset {declared[1]:g}: reflectance {lo_r:g}..{hi_r:g})" \
-            if declared else ""
-        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{scaled}")
+        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{why}")
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
+
+    def _float_top(self, side: int = 512) -> float:
+        """The 99th percentile of a float raster's finite values in a central window (at most side x side;
+        nodata left out): about 0.3 for reflectance, thousands for reflectance x 10000 stored as floats."""
+        from rasterio.windows import Window
+
+        ds = self.ds
+        h, w = min(side, ds.height), min(side, ds.width)
+        a = ds.read(self.bands, window=Window((ds.width - w) // 2, (ds.height - h) // 2, w, h), masked=True)
+        values = a.compressed()
+        values = values[np.isfinite(values)]
+        return float(np.percentile(values, 99)) if values.size else 0.0
 
     def _percentiles(self, path: Path) -> tuple[float, float]:
         """2nd and 98th percentiles of the valid values, from a decimated read (at most 1024 px a side)."""
