@@ -113,6 +113,9 @@ class Source:
         pass
 
 
+CENTRE = 512  # float data: its value range is judged from a central window this many pixels a side
+
+
 class ArraySource(Source):
     """An image in memory, (H, W) or (H, W, C) of any dtype: its values go to 0..255 by the value range ('auto':
     pixels.default_range by dtype; 'percentile'; or (LO, HI)); NaN and `valid` False are no-data. One grey
@@ -135,10 +138,17 @@ class ArraySource(Source):
             values = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a.ravel()
             lo, hi = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
             value_range = (float(lo), float(max(hi, lo + 1e-6)))
+        why = ""
+        if value_range == "auto" and np.issubdtype(a.dtype, np.floating):
+            y0, x0 = max(0, (a.shape[0] - CENTRE) // 2), max(0, (a.shape[1] - CENTRE) // 2)
+            centre = a[y0:y0 + CENTRE, x0:x0 + CENTRE]
+            value_range, why = float_range(centre if valid is None else centre[valid[y0:y0 + CENTRE, x0:x0 + CENTRE]])
         self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
         self.array, self.valid = a, valid
         self.all_valid = valid is None or bool(valid.all())
         super().__init__(path, a.shape[0], a.shape[1], channels)
+        if why:
+            self.notes.append(f"values {self.lo:g}..{self.hi:g} -> 0..255{why}")
 
     @property
     def pixels(self) -> np.ndarray:
@@ -290,9 +300,8 @@ class RasterSource(Source):
                 if declared:
                     why = " (the file's scale %g and offset %g: reflectance %g..%g)" % (*declared,
                                                                                        *default_range(np.float32))
-                elif np.issubdtype(dtype, np.floating) and (top := self._float_top()) > 2:
-                    lo_hi = S2_TRUE_COLOUR  # reflectance never reaches 2: these are reflectance x 10000 as floats
-                    why = f" (float values up to {top:.0f}: reflectance x 10000, not 0..1)"
+                elif np.issubdtype(dtype, np.floating):
+                    lo_hi, why = float_range(self._central_window())
             elif value_range == "percentile":
                 lo_hi = self._percentiles(path)
             self.lo, self.hi = lo_hi
@@ -319,17 +328,14 @@ class RasterSource(Source):
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
 
-    def _float_top(self, side: int = 512) -> float:
-        """The 99th percentile of a float raster's finite values in a central window (at most side x side;
-        nodata left out): about 0.3 for reflectance, thousands for reflectance x 10000 stored as floats."""
+    def _central_window(self, side: int = CENTRE) -> np.ndarray:
+        """The chosen bands' valid values in a central window of at most side x side pixels."""
         from rasterio.windows import Window
 
         ds = self.ds
         h, w = min(side, ds.height), min(side, ds.width)
-        a = ds.read(self.bands, window=Window((ds.width - w) // 2, (ds.height - h) // 2, w, h), masked=True)
-        values = a.compressed()
-        values = values[np.isfinite(values)]
-        return float(np.percentile(values, 99)) if values.size else 0.0
+        return ds.read(self.bands, window=Window((ds.width - w) // 2, (ds.height - h) // 2, w, h),
+                       masked=True).compressed()
 
     def _percentiles(self, path: Path) -> tuple[float, float]:
         """2nd and 98th percentiles of the valid values, from a decimated read (at most 1024 px a side)."""
@@ -449,6 +455,19 @@ def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str 
         raise DataError(f"{path}: has {count} bands{listing} and their names do not say which are {wanted}; "
                         f"choose them with --bands (e.g. --bands {example})")
     raise DataError(f"{path}: has {len(colour)} colour band(s){listing} but the model needs {wanted}")
+
+
+def float_range(values: np.ndarray) -> tuple[tuple[float, float], str]:
+    """The auto value range of float data from a sample of its values, and why when not the usual 0..0.4: a 99th
+    percentile above 2 cannot be reflectance (at most about 1.5): up to 255 it is an 8-bit picture stored as
+    floats (0..255), beyond it reflectance x 10000 stored as floats (0..4000)."""
+    values = values[np.isfinite(values)]
+    top = float(np.percentile(values, 99)) if values.size else 0.0
+    if top <= 2:
+        return default_range(np.float32), ""
+    if values.max() <= 255:
+        return (0.0, 255.0), f" (float values up to {values.max():g}: an 8-bit picture, not reflectance 0..1)"
+    return S2_TRUE_COLOUR, f" (float values up to {top:.0f}: reflectance x 10000, not 0..1)"
 
 
 def declared_scaling(ds, bands: list[int]) -> tuple[float, float] | None:
