@@ -119,8 +119,7 @@ CENTRE = 512  # float data: its value range is judged from a central window this
 class ArraySource(Source):
     """An image in memory, (H, W) or (H, W, C) of any dtype: its values go to 0..255 by the value range ('auto':
     pixels.default_range by dtype, floats by float_range; 'percentile'; or (LO, HI)); NaN and `valid` False are
-    no-data. One grey
-    channel feeds an RGB model as red, green and blue, as training reads grey images."""
+    no-data. One grey channel feeds an RGB model as red, green and blue, as training reads grey images."""
 
     def __init__(self, array: np.ndarray, channels: int, value_range: str | tuple[float, float] = "auto",
                  path: Path = Path("array"), valid: np.ndarray | None = None):
