@@ -142,17 +142,18 @@ def test_a_turned_photo_keeps_its_stored_pixels_and_says_so(tmp_path):
     assert not any("EXIF" in n for n in ImageSource(tmp_path / "upright.jpg", 3).notes)
 
 
-@pytest.mark.parametrize("factor, expected, why", [(1 / 10000, (0.0, 0.4), ""), (1.0, (0.0, 4000.0), "x 10000"),
-                                                    (None, (0.0, 255.0), "8-bit picture")])
-def test_float_arrays_get_the_range_their_values_show(factor, expected, why):
-    """Float reflectance 0..1, reflectance x 10000 as floats, and an 8-bit picture as floats: each read as what it
-    is (auto), from its central window; NaN (no-data) left out."""
-    from unetseg.data.sources import ArraySource
-
+@pytest.mark.parametrize("top, factor, dtype, expected, why", [
+    (3500, 1 / 10000, np.float32, (0.0, 0.4), ""), (3500, 1.0, np.float32, (0.0, 4000.0), "reflectance x 10000"),
+    (255, 1.0, np.float32, (0.0, 255.0), "an 8-bit picture"), (3500, 1.0, np.uint16, (0.0, 4000.0), ""),
+    (14000, 1.0, np.uint16, (0.0, 4000.0), ""),  # bright clouds and snow are still reflectance x 10000
+    (65535, 1.0, np.uint16, (0.0, 65535.0), "a 16-bit picture")])
+def test_arrays_that_are_not_8_bit_get_the_range_their_values_show(top, factor, dtype, expected, why):
+    """Float reflectance 0..1, reflectance x 10000 as floats, an 8-bit picture as floats, 16-bit reflectance and a
+    16-bit picture: each read as what it is (auto), from its central window; NaN (no-data) left out."""
     rng = np.random.default_rng(0)
-    a = (rng.integers(0, 256, (700, 600, 3)) if factor is None else rng.integers(150, 3500, (700, 600, 3)) * factor)
-    a = a.astype(np.float32)
-    a[:5] = np.nan
+    a = (rng.integers(0, top + 1, (700, 600, 3)) * factor).astype(dtype)
+    if dtype == np.float32:
+        a[:5] = np.nan
     src = ArraySource(a, 3)
     assert (src.lo, src.hi) == pytest.approx(expected)
     assert (why in " ".join(src.notes)) if why else not src.notes

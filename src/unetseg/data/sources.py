@@ -113,12 +113,12 @@ class Source:
         pass
 
 
-CENTRE = 512  # float data: its value range is judged from a central window this many pixels a side
+CENTRE = 512  # data that is not 8-bit: its auto value range is judged from a central window this many px a side
 
 
 class ArraySource(Source):
     """An image in memory, (H, W) or (H, W, C) of any dtype: its values go to 0..255 by the value range ('auto':
-    pixels.default_range by dtype, floats by float_range; 'percentile'; or (LO, HI)); NaN and `valid` False are
+    pixels.default_range by dtype, checked by sampled_range; 'percentile'; or (LO, HI)); NaN and `valid` False are
     no-data. One grey channel feeds an RGB model as red, green and blue, as training reads grey images."""
 
     def __init__(self, array: np.ndarray, channels: int, value_range: str | tuple[float, float] = "auto",
@@ -139,10 +139,11 @@ class ArraySource(Source):
             lo, hi = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
             value_range = (float(lo), float(max(hi, lo + 1e-6)))
         why = ""
-        if value_range == "auto" and np.issubdtype(a.dtype, np.floating):
+        if value_range == "auto" and a.dtype != np.uint8:
             y0, x0 = max(0, (a.shape[0] - CENTRE) // 2), max(0, (a.shape[1] - CENTRE) // 2)
             centre = a[y0:y0 + CENTRE, x0:x0 + CENTRE]
-            value_range, why = float_range(centre if valid is None else centre[valid[y0:y0 + CENTRE, x0:x0 + CENTRE]])
+            value_range, why = sampled_range(centre if valid is None else centre[valid[y0:y0 + CENTRE, x0:x0 + CENTRE]],
+                                             a.dtype)
         self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
         self.array, self.valid = a, valid
         self.all_valid = valid is None or bool(valid.all())
@@ -300,8 +301,8 @@ class RasterSource(Source):
                 if declared:
                     why = " (the file's scale %g and offset %g: reflectance %g..%g)" % (*declared,
                                                                                        *default_range(np.float32))
-                elif np.issubdtype(dtype, np.floating):
-                    lo_hi, why = float_range(self._central_window())
+                elif dtype != np.uint8:
+                    lo_hi, why = sampled_range(self._central_window(), dtype)
             elif value_range == "percentile":
                 lo_hi = self._percentiles(path)
             self.lo, self.hi = lo_hi
@@ -457,17 +458,24 @@ def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str 
     raise DataError(f"{path}: has {len(colour)} colour band(s){listing} but the model needs {wanted}")
 
 
-def float_range(values: np.ndarray) -> tuple[tuple[float, float], str]:
-    """The auto value range of float data from a sample of its values, and why when not the usual 0..0.4: a 99th
-    percentile above 2 cannot be reflectance (at most about 1.5): up to 255 it is an 8-bit picture stored as
-    floats (0..255), beyond it reflectance x 10000 stored as floats (0..4000)."""
-    values = values[np.isfinite(values)]
+def sampled_range(values: np.ndarray, dtype: np.dtype) -> tuple[tuple[float, float], str]:
+    """The auto value range of data that is not 8-bit, from a sample of its values, and why when the data type's
+    rule (pixels.default_range) does not hold. Reflectance never reaches 2 (about 1.5 at most), so floats with a
+    99th percentile above 2 are reflectance x 10000 (0..4000) or, none above 255, an 8-bit picture stored as
+    floats (0..255); and 16-bit integers with a 99th percentile above 20000 are a 16-bit picture (0..65535 or
+    the type's top), not reflectance x 10000."""
+    dtype = np.dtype(dtype)
+    values = values[np.isfinite(values)] if np.issubdtype(dtype, np.floating) else values.ravel()
     top = float(np.percentile(values, 99)) if values.size else 0.0
-    if top <= 2:
-        return default_range(np.float32), ""
-    if values.max() <= 255:
-        return (0.0, 255.0), f" (float values up to {values.max():g}: an 8-bit picture, not reflectance 0..1)"
-    return S2_TRUE_COLOUR, f" (float values up to {top:.0f}: reflectance x 10000, not 0..1)"
+    if np.issubdtype(dtype, np.floating):
+        if top <= 2:
+            return default_range(dtype), ""
+        if values.max() <= 255:
+            return (0.0, 255.0), f" (float values up to {values.max():g}: an 8-bit picture, not reflectance 0..1)"
+        return S2_TRUE_COLOUR, f" (float values up to {top:.0f}: reflectance x 10000, not 0..1)"
+    if dtype.itemsize == 2 and top > 20000:
+        return (0.0, float(np.iinfo(dtype).max)), f" (values up to {top:.0f}: a 16-bit picture, not reflectance x 10000)"
+    return default_range(dtype), ""
 
 
 def declared_scaling(ds, bands: list[int]) -> tuple[float, float] | None:
