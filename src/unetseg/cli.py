@@ -337,8 +337,10 @@ def predict(
                                         "e.g. 4,3,2 for Sentinel-2 red, green, blue."),
     value_range: str = typer.Option("auto", "--value-range", help="Raw raster values mapped to 0..255: auto "
                                     "(8-bit as is; 16-bit as Sentinel-2 reflectance x 10000, 0..4000; floats "
-                                    "0..0.4), percentile (2nd-98th), or LO,HI (e.g. 1000,5000 for L2A with the "
-                                    "+1000 offset)."),
+                                    "0..0.4; a raster's declared scale and offset applied; values beyond "
+                                    "reflectance read as pictures or as reflectance x 10000, said in the log; "
+                                    "docs/predict.md), percentile (2nd-98th), or LO,HI (e.g. 1000,5000 for L2A "
+                                    "with an undeclared +1000 offset)."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
                                        "images, a second band (percent) in the mask GeoTIFF."),
     quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.jpg, the water over the "
