@@ -199,3 +199,29 @@ def test_progress_in_a_log_file_is_a_plain_line_now_and_then_not_a_bar():
     assert counts == sorted(counts) and 0 < counts[0] < 12
     quick = subprocess.run([sys.executable, "-c", script.format(every=60)], capture_output=True, text=True, timeout=60)
     assert quick.stderr == ""
+
+
+def test_a_run_from_another_version_predicts_without_its_unknown_training_settings_and_refuses_unknown_model_ones(
+        tiny_run, tmp_path):
+    """A run.json with a training setting this version lacks (a newer augmentation) still loads; a model setting
+    it lacks would change the network, so it is one line naming run.json, not a traceback."""
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    img = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(img)
+    for where, ok in (("augment", True), ("model", False)):
+        run = shutil.copytree(tiny_run, tmp_path / where)
+        info = json.loads((run / "run.json").read_text())
+        info["recipe"][where] = {**(info["recipe"].get(where) or {}), "from_the_future": 1}
+        (run / "run.json").write_text(json.dumps(info))
+        r = unetseg("predict", run, img, "--out", tmp_path / f"out-{where}")
+        if ok:
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode == 2 and "Traceback" not in r.stderr
+            assert "run.json: model setting(s) from_the_future unknown to unetseg" in r.stderr
+            assert not (tmp_path / f"out-{where}").exists()

@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import DataError
+from .version import __version__
+
 
 @dataclass
 class AugmentConfig:
@@ -120,14 +123,25 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Recipe":
         d = dict(d)
-        model = ModelConfig(**d.pop("model", {}))
+        model = d.pop("model", {})
+        if unknown := sorted(set(model) - _names(ModelConfig)):  # they would change the network: refuse
+            raise DataError(f"run.json: model setting(s) {', '.join(unknown)} unknown to unetseg {__version__} "
+                            f"(a run made by another version?)")
+        # other settings this version does not know (a newer version's training options) are left out
         aug = d.pop("augment", None)
-        augment = AugmentConfig(**aug) if isinstance(aug, dict) else aug
+        augment = AugmentConfig(**_known(AugmentConfig, aug)) if isinstance(aug, dict) else aug
         chip_aug = d.pop("chip_augment", None)
-        chip_augment = AugmentConfig(**chip_aug) if isinstance(chip_aug, dict) else chip_aug
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(model=model, augment=augment, chip_augment=chip_augment,
-                   **{k: v for k, v in d.items() if k in known})
+        chip_augment = AugmentConfig(**_known(AugmentConfig, chip_aug)) if isinstance(chip_aug, dict) else chip_aug
+        return cls(model=ModelConfig(**model), augment=augment, chip_augment=chip_augment, **_known(cls, d))
+
+
+def _names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _known(cls, d: dict[str, Any]) -> dict[str, Any]:
+    """The items of d that are fields of the dataclass cls."""
+    return {k: v for k, v in d.items() if k in _names(cls)}
 
 
 def _seed() -> Recipe:
