@@ -489,6 +489,9 @@ def test_percentile_stretch_leaves_out_the_zero_fill_of_a_reflectance_raster(tmp
     assert src.lo >= 1000 and src.hi <= 2000
     assert src.valid_window() == (0, 40, 100, 60)
     src.close()
+    declared = RasterSource(write_tif(tmp_path / "d.tif", data, nodata=65535), 3, value_range="percentile")
+    assert declared.lo == 0 and declared.valid_window() == (0, 0, 100, 100)  # its no-data is 65535: 0 is data
+    declared.close()
 
 
 def test_reflectance_stored_with_a_declared_offset_or_as_floats_gives_the_masks_of_the_plain_integers(tiny_run, tmp_path):

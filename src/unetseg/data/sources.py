@@ -116,6 +116,12 @@ class Source:
 CENTRE = 512  # data that is not 8-bit: its auto value range is judged from a central window this many px a side
 
 
+def centre_window(height: int, width: int, side: int = CENTRE) -> tuple[int, int, int, int]:
+    """(row, column, height, width) of the central window of at most side x side pixels."""
+    h, w = min(side, height), min(side, width)
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
 class ArraySource(Source):
     """An image in memory, (H, W) or (H, W, C) of any dtype: its values go to 0..255 by the value range ('auto':
     pixels.default_range by dtype, checked by sampled_range; 'percentile'; or (LO, HI)); NaN and `valid` False are
@@ -140,10 +146,9 @@ class ArraySource(Source):
             value_range = (float(lo), float(max(hi, lo + 1e-6)))
         why = ""
         if value_range == "auto" and a.dtype != np.uint8:
-            y0, x0 = max(0, (a.shape[0] - CENTRE) // 2), max(0, (a.shape[1] - CENTRE) // 2)
-            centre = a[y0:y0 + CENTRE, x0:x0 + CENTRE]
-            value_range, why = sampled_range(centre if valid is None else centre[valid[y0:y0 + CENTRE, x0:x0 + CENTRE]],
-                                             a.dtype)
+            y0, x0, h, w = centre_window(a.shape[0], a.shape[1])
+            centre = a[y0:y0 + h, x0:x0 + w]
+            value_range, why = sampled_range(centre if valid is None else centre[valid[y0:y0 + h, x0:x0 + w]], a.dtype)
         self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
         self.array, self.valid = a, valid
         self.all_valid = valid is None or bool(valid.all())
@@ -294,6 +299,7 @@ class RasterSource(Source):
             if meanings[self.bands[0] - 1] == "palette" and bands is None:
                 self.palette = _palette_table(ds)
                 dtype = np.dtype(np.uint8)
+            self._no_data_rule(meanings, dtype)  # before the value range: its samples leave out what read() does
             lo_hi, why = value_range, ""  # why: how auto chose, when not by the data type alone
             if value_range == "auto":
                 declared = declared_scaling(ds, self.bands) if self.palette is None else None
@@ -309,8 +315,17 @@ class RasterSource(Source):
         except BaseException:
             ds.close()
             raise
+        transform = ds.transform if not ds.transform.is_identity else None
+        super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
+        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{why}")
+        if ds.crs is None:
+            self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
+
+    def _no_data_rule(self, meanings: list[str | None], dtype: np.dtype) -> None:
+        """How read() tells no-data: nodata values, an alpha band, zero fill, GDAL's masks, or none."""
         from rasterio.enums import MaskFlags
 
+        ds = self.ds
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
         # an alpha band masks the pixels whether or not GDAL's mask flags say so (an .aux.xml may name it)
         self.alpha = next((b for b in range(1, ds.count + 1) if meanings[b - 1] == "alpha"), None)
@@ -323,30 +338,27 @@ class RasterSource(Source):
         # fill a reprojection (gdalwarp, rasterio.warp) or Sentinel-2 itself leaves outside the data, not data
         self.zero_is_nodata = self.all_valid and zero_means_nodata(dtype)
         self.all_valid &= not self.zero_is_nodata
-        transform = ds.transform if not ds.transform.is_identity else None
-        super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
-        self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{why}")
-        if ds.crs is None:
-            self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
 
-    def _central_window(self, side: int = CENTRE) -> np.ndarray:
-        """The chosen bands' valid values in a central window of at most side x side pixels."""
+    def _valid_values(self, **how: Any) -> np.ndarray:
+        """The chosen bands' values that read() counts as valid, from ds.read(..., **how) (a window, a size)."""
+        a = self.ds.read(self.bands, masked=True, **how)
+        if self.zero_is_nodata:
+            a = np.ma.masked_array(a.data, np.broadcast_to(~a.data.any(axis=0), a.shape))
+        return a.compressed()
+
+    def _central_window(self) -> np.ndarray:
+        """The chosen bands' valid values in the central window (centre_window)."""
         from rasterio.windows import Window
 
-        ds = self.ds
-        h, w = min(side, ds.height), min(side, ds.width)
-        return ds.read(self.bands, window=Window((ds.width - w) // 2, (ds.height - h) // 2, w, h),
-                       masked=True).compressed()
+        y0, x0, h, w = centre_window(self.ds.height, self.ds.width)
+        return self._valid_values(window=Window(x0, y0, w, h))
 
     def _percentiles(self, path: Path) -> tuple[float, float]:
         """2nd and 98th percentiles of the valid values, from a decimated read (at most 1024 px a side)."""
         ds = self.ds
         f = max(1, int(np.ceil(max(ds.height, ds.width) / 1024)))
         shape = (len(self.bands), max(1, ds.height // f), max(1, ds.width // f))
-        a = ds.read(self.bands, out_shape=shape, masked=True)
-        if not np.ma.getmaskarray(a).any() and zero_means_nodata(a.dtype):  # as read() sees no-data
-            a = np.ma.masked_array(a.data, np.broadcast_to(~a.data.any(axis=0), a.shape))
-        values = a.astype(np.float64).compressed()
+        values = self._valid_values(out_shape=shape).astype(np.float64)
         values = values[np.isfinite(values)]
         if not values.size:
             raise DataError(f"{path}: every pixel is no-data; nothing to segment")
