@@ -141,7 +141,8 @@ def _names(cls) -> set[str]:
 
 def _known(cls, d: dict[str, Any]) -> dict[str, Any]:
     """The items of d that are fields of the dataclass cls."""
-    return {k: v for k, v in d.items() if k in _names(cls)}
+    names = _names(cls)
+    return {k: v for k, v in d.items() if k in names}
 
 
 def _seed() -> Recipe:
