@@ -5,6 +5,7 @@ import csv
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def test_ctrl_c_saves_a_resumable_state_and_exits_cleanly(synth_data, reference,
     assert "SIGINT: stopping after this step" in stderr and "\n\nSIGINT" not in stderr  # no blank line in a log
     state = json.loads((out / "resume.json").read_text())
     assert state["epoch"] >= 2
+    newer = shutil.copytree(out, tmp_path / "newer")  # the same run, as a newer version would have recorded it
+    info = json.loads((newer / "run.json").read_text())
+    info["recipe"]["augment"] = {**(info["recipe"]["augment"] or {}), "from_the_future": 0.5}
+    (newer / "run.json").write_text(json.dumps(info))
+    before = (newer / "resume.safetensors").read_bytes()
+    r = _run("train", "--resume", newer)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "run.json: training setting(s) augment.from_the_future unknown to unetseg" in r.stderr
+    assert (newer / "resume.safetensors").read_bytes() == before
     r = _run("train", "--resume", out, "--quiet")
     assert r.returncode == 0, r.stderr
     _same_result(out, reference)

@@ -121,16 +121,22 @@ class Recipe:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+    def from_dict(cls, d: dict[str, Any], strict: bool = False) -> "Recipe":
+        """The recipe of a run.json. Model settings this version lacks would change the network: refused. Other
+        settings it lacks (a newer version's training options) are left out, or refused when `strict` (resuming
+        a run without them would train it differently)."""
         d = dict(d)
         model = d.pop("model", {})
-        if unknown := sorted(set(model) - _names(ModelConfig)):  # they would change the network: refuse
+        if unknown := sorted(set(model) - _names(ModelConfig)):
             raise DataError(f"run.json: model setting(s) {', '.join(unknown)} unknown to unetseg {__version__} "
                             f"(a run made by another version?)")
-        # other settings this version does not know (a newer version's training options) are left out
-        aug = d.pop("augment", None)
+        aug, chip_aug = d.pop("augment", None), d.pop("chip_augment", None)
+        if strict and (unknown := sorted(set(d) - _names(cls)) + [
+                f"{part}.{k}" for part, a in (("augment", aug), ("chip_augment", chip_aug)) if isinstance(a, dict)
+                for k in sorted(set(a) - _names(AugmentConfig))]):
+            raise DataError(f"run.json: training setting(s) {', '.join(unknown)} unknown to unetseg {__version__}; "
+                            "resuming here would train without them (resume it with the version that started it)")
         augment = AugmentConfig(**_known(AugmentConfig, aug)) if isinstance(aug, dict) else aug
-        chip_aug = d.pop("chip_augment", None)
         chip_augment = AugmentConfig(**_known(AugmentConfig, chip_aug)) if isinstance(chip_aug, dict) else chip_aug
         return cls(model=ModelConfig(**model), augment=augment, chip_augment=chip_augment, **_known(cls, d))
 

@@ -297,6 +297,7 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
     info = RunFolder(run_dir).info()
     if not RunFolder(run_dir).checkpoint(RESUME_TAG).exists() and info.get("epochs_run"):
         raise DataError(f"{run_dir}: training finished ({info['epochs_run']} epoch(s)); there is nothing to resume")
+    recipe = Recipe.from_dict(info["recipe"], strict=True)
     if world.main:
         for p in remove_stale_temporaries(run_dir):
             log(f"removed {p.name}, left by a save that was cut short")
@@ -304,7 +305,6 @@ def resume_train(run_dir: Path, rt: Runtime, progress: bool = True, log: Callabl
     if state["processes"] != world.size:
         raise DataError(f"{run_dir}: was trained on {state['processes']} process(es); resume it with "
                         f"--nproc {state['processes']} (the data order depends on it)")
-    recipe = Recipe.from_dict(info["recipe"])
     rd = load_data(Path(info["data"]), recipe, info.get("skip_bad", False),
                    split_file=RunFolder(run_dir).split_path, progress=progress and world.main, limit=info.get("limit"),
                    trained=(run_dir, recipe.model))
