@@ -121,6 +121,20 @@ def test_other_jpegs_and_broken_ones_are_left_to_pillow(tmp_path):
         ImageSource(tmp_path / "cut.jpg", 3)
 
 
+def test_a_picture_for_a_model_of_more_channels_says_what_it_lacks(tmp_path):
+    """A JPEG or PNG (grey, RGB or RGBA) given to a 4-band model: one line naming the file, the three channels
+    a picture can have and the four the model needs, not Pillow's mode names."""
+    from unetseg.errors import DataError
+
+    rng = np.random.default_rng(2)
+    for name, shape in (("photo.jpg", (20, 30, 3)), ("grey.png", (20, 30)), ("alpha.png", (20, 30, 4))):
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / name)
+        with pytest.raises(DataError) as e:
+            open_source(tmp_path / name, 4)
+        assert str(e.value) == (f"{tmp_path / name}: a {name.split('.')[1].upper()} picture has at most 3 channels "
+                                "(red, green, blue) but the model needs 4: give it a GeoTIFF or .npy with them")
+
+
 def test_a_turned_photo_keeps_its_stored_pixels_and_says_so(tmp_path):
     """A JPEG with an EXIF orientation other than upright: the stored pixels (as GDAL and NumPy read them, so
     masks line up with them), and a note naming the tag; EXIF without a turn stays on the fast path."""

@@ -204,8 +204,8 @@ class ImageSource(ArraySource):
             array = np.asarray(img if img.mode == "L" else img.convert("L"))[..., None]
         else:
             if channels != 3:
-                raise DataError(f"{path}: a {img.mode} image has RGB colours but the model needs {channels} "
-                                f"channels (use a GeoTIFF or .npy with them)")
+                raise DataError(f"{path}: a {path.suffix.lower().lstrip('.').upper()} picture has at most 3 channels "
+                                f"(red, green, blue) but the model needs {channels}: give it a GeoTIFF or .npy with them")
             if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "PA"):
                 notes.append(f"{img.mode} converted to RGB")
             if transparent:
