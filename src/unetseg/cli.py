@@ -615,11 +615,13 @@ def benchmark(
 @app.command()
 @friendly
 def demo(
-    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for the outputs (replaced)."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o",
+                             help="Folder for the outputs; a rerun replaces the demo's own files there, nothing else."),
     model: str = typer.Option("water", "--model", help="A shipped model's name or a run folder."),
 ):
     """Segment one real Sentinel-2 scene with the shipped water model and say where the picture is (the end of
-    `make run`). Uses ../shared/data/real-scenes/accra.tif when it is there, else a synthetic sample.
+    `make run`). Uses accra.tif from $UNETSEG_REAL_SCENES, or from real-scenes beside the water-bodies data
+    ($UNETSEG_DATA, default ../shared/data/water-bodies), when it is there; else a synthetic sample.
 
     Example: unetseg demo --out runs/demo
     """
