@@ -116,6 +116,7 @@ def test_bad_dataset_descriptions(tmp_path):
 def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     import shutil
 
+    from unetseg.atomic import write_json_atomic
     from unetseg.runs import format_table, list_runs
 
     shutil.copytree(mc_run, tmp_path / "a")
@@ -124,11 +125,16 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     (tmp_path / "a" / "run.json").write_text(json.dumps(info))
     (tmp_path / "a" / "metrics.json").write_text(json.dumps({"mean_iou": 0.9}))  # whether or not mc_run was scored
     shutil.copytree(mc_run, tmp_path / "b")
-    (tmp_path / "b" / "metrics.json").write_text(json.dumps({"mean_iou": 0.123}))
+    # undefined figures (a model that finds no water) are null in the file, strict JSON, and "-" in the table
+    write_json_atomic(tmp_path / "b" / "metrics.json",
+                      {"mean_iou": 0.123, "water_iou": float("nan"), "more": [float("inf"), {"x": float("nan")}]})
+    strict = json.loads((tmp_path / "b" / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert strict == {"mean_iou": 0.123, "water_iou": None, "more": [None, {"x": None}]}
     rows = list_runs(tmp_path)
     assert {r["run"] for r in rows} == {"a", "b"}
     table = format_table(rows, "test_miou").splitlines()
     assert table[0].split()[:3] == ["run", "model", "recipe"] and table[-1].startswith("b")
+    assert table[-1].split()[6:8] == ["0.1230", "-"]
     assert format_table(rows, "train_min").splitlines()[1].startswith("a")
     assert "| 10.0 |" in format_table(rows, "run", markdown=True)
     with pytest.raises(ValueError, match="cannot sort by 'x'"):

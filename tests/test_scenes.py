@@ -463,3 +463,22 @@ def test_the_shared_data_sets_are_found_beside_the_one_data_setting(tmp_path, mo
     assert shared_dataset_dir("real-scenes", "UNETSEG_REAL_SCENES") == tmp_path / "mine"
     (tmp_path / "data" / "esw-scenes").rmdir()
     assert default_scenes_dir() == Path("../shared/data/esw-scenes")
+
+
+def test_unlike_summary_is_strict_json_where_the_correlation_is_undefined():
+    """Spearman's rho is null in metrics.json, not NaN (invalid JSON) and no SciPy warning, where it is undefined:
+    every image's IoU the same (a model that finds no water), or under 3 images; a number in [-1, 1] otherwise."""
+    import warnings
+
+    from unetseg.evaluation import unlike_summary
+
+    rng = np.random.default_rng(0)
+    distance = rng.uniform(0, 6, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for iou in (np.zeros(20), np.full(20, np.nan), np.r_[0.5, 0.7, np.full(18, np.nan)]):
+            s = unlike_summary(distance, iou, threshold=4.0)
+            assert s["spearman_distance_vs_iou"] is None
+            json.dumps(s, allow_nan=False)
+        s = unlike_summary(distance, distance / 6 + rng.normal(0, 0.05, 20), threshold=4.0)
+    assert 0.5 < s["spearman_distance_vs_iou"] <= 1 and s["fires"] == int((distance > 4).sum())

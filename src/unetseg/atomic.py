@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -84,6 +86,22 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Strict JSON (RFC 8259): undefined figures (NaN, such as the water IoU of a scene where no water is drawn or
+    found) are written as null, since NaN is not JSON and jq and browsers refuse a file that holds it."""
+    write_text_atomic(path, json.dumps(_finite(obj), indent=1, allow_nan=False))
+
+
+def _finite(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -592,11 +592,9 @@ def benchmark(
 
     Example: unetseg benchmark --json bench.json     (about 3 minutes on 2 cores)
     """
-    import json
-
     from .benchmark import format_table, run_benchmark
     from .config import ModelConfig
-    from .atomic import check_new_file, write_text_atomic
+    from .atomic import check_new_file, write_json_atomic
 
     for name, value, least in (("--batch-size", batch_size, 1), ("--image-size", image_size, 16),
                                ("--rounds", rounds, 1), ("--base-width", base_width, 1)):
@@ -608,7 +606,7 @@ def benchmark(
     result = run_benchmark(cfg, batch_size, image_size, rounds, compile, onnx, log=lambda m: typer.echo(m))
     typer.echo(format_table(result))
     if json_out:
-        write_text_atomic(json_out, json.dumps(result, indent=1))
+        write_json_atomic(json_out, result)
         typer.echo(f"wrote {json_out}")
 
 

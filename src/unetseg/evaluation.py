@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,7 +13,7 @@ from .compiled import maybe_compile, warmup_seconds
 from .data.cache import Chips
 from .figures import plot_confusion, plot_histogram, plot_predictions
 from .inference import predict_chips, to_classes
-from .atomic import write_text_atomic
+from .atomic import write_json_atomic, write_text_atomic
 from .metrics import ConfusionAccumulator, accumulator, distribution, per_image_iou, scores_from_confusion
 from .errors import DataError
 from .head import Head
@@ -69,15 +68,17 @@ def summary_lines(m: dict, tta: str = "none") -> list[str]:
 
 def unlike_summary(distance: np.ndarray, iou: np.ndarray, threshold: float) -> dict:
     """How often the unlike-the-training-data warning fires, and how the distance relates to IoU (Spearman's
-    rank correlation; per-image IoU of images with no water in truth or prediction is NaN and left out)."""
+    rank correlation; per-image IoU of images with no water in truth or prediction is NaN and left out; the
+    correlation is None, JSON's null, where it is undefined: under 3 images, or either side constant)."""
     from scipy.stats import spearmanr
 
     fires = distance > threshold
     ok = np.isfinite(iou) & np.isfinite(distance)
-    rho = float(spearmanr(distance[ok], iou[ok]).statistic) if ok.sum() > 2 else float("nan")
+    defined = ok.sum() > 2 and np.ptp(distance[ok]) > 0 and np.ptp(iou[ok]) > 0
+    rho = round(float(spearmanr(distance[ok], iou[ok]).statistic), 3) if defined else None
     mean = (lambda m: round(float(np.nanmean(iou[m])), 4) if (m & ok).any() else None)
     return {"threshold": round(threshold, 3), "fires": int(fires.sum()), "of": int(len(distance)),
-            "spearman_distance_vs_iou": round(rho, 3), "mean_iou_when_fired": mean(fires),
+            "spearman_distance_vs_iou": rho, "mean_iou_when_fired": mean(fires),
             "mean_iou_otherwise": mean(~fires)}
 
 
@@ -131,7 +132,7 @@ def evaluate_run(run_dir: Path, test: Chips, rt: Runtime, checkpoint: str = "bes
     if not multilabel:
         plot_confusion(np.array(scores["confusion_matrix"]), list(scores["per_class_iou"]),
                        run_dir / f"confusion_matrix{suffix}.png")
-    write_text_atomic(folder.metrics_path(checkpoint, tta), json.dumps(result, indent=1))
+    write_json_atomic(folder.metrics_path(checkpoint, tta), result)
     return result
 
 
@@ -259,5 +260,5 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
     fields = ["scene", "mean_iou", "water_iou", "true_water", "predicted_water", "unlike_training", "mean_entropy",
               "scored_pixels", "scale", "scale_from", "seconds"]
     write_csv_atomic(out_dir / "per_scene.csv", fields, rows, extrasaction="ignore", lineterminator="\n")
-    write_text_atomic(out_dir / "metrics.json", json.dumps(result, indent=1))
+    write_json_atomic(out_dir / "metrics.json", result)
     return result

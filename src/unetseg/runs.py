@@ -19,11 +19,17 @@ def _load(path: Path) -> dict:
         return {}
 
 
+def _score(d: dict, key: str) -> float:
+    """A figure of a metrics file; NaN where it is missing or undefined (null)."""
+    v = d.get(key)
+    return math.nan if v is None else v
+
+
 def run_row(run: Path) -> dict:
     folder = RunFolder(run)
     info = _load(folder.info_path)
     metrics = _load(folder.metrics_path())
-    tta = max((_load(p).get("mean_iou", math.nan) for p in run.glob("metrics-tta-*.json")), default=math.nan)
+    tta = max((_score(_load(p), "mean_iou") for p in run.glob("metrics-tta-*.json")), default=math.nan)
     r = info.get("recipe", {})
     finished = "epochs_run" in info  # written when training ends; before that, history.csv has the epochs so far
     return {
@@ -31,9 +37,9 @@ def run_row(run: Path) -> dict:
         "recipe": r.get("name", "?"), "params": info.get("parameters", math.nan),
         "epochs": info["epochs_run"] if finished else _epochs_so_far(folder.history_path),
         "train_min": round(info.get("train_seconds", math.nan) / 60, 1),
-        "test_miou": metrics.get("mean_iou", math.nan), "water_iou": metrics.get("water_iou", math.nan),
+        "test_miou": _score(metrics, "mean_iou"), "water_iou": _score(metrics, "water_iou"),
         "tta_miou": tta,
-        **{f"scenes:{p.parent.name.removeprefix('scenes-')}": _load(p).get("pooled_mean_iou", math.nan)
+        **{f"scenes:{p.parent.name.removeprefix('scenes-')}": _score(_load(p), "pooled_mean_iou")
            for p in sorted(run.glob("scenes-*/metrics.json"))},
     }
 

@@ -42,13 +42,15 @@ def metrics_table(run_dir: Path) -> str:
     from .runfolder import RunFolder
 
     lines = ["| evaluation set | images | mean IoU | water IoU |", "|---|---|---|---|"]
+    score = (lambda v: "-" if v is None else f"{v:.4f}")  # null: undefined (no water drawn or found)
     d = RunFolder(run_dir).metrics()
     if d:
-        lines.append(f"| water-bodies test chips | {d['test_images']} | {d['mean_iou']:.4f} | {d['water_iou']:.4f} |")
+        lines.append(f"| water-bodies test chips | {d['test_images']} | {score(d['mean_iou'])} | "
+                     f"{score(d['water_iou'])} |")
     for p in sorted(Path(run_dir).glob("scenes-*/metrics.json")):
         d = json.loads(p.read_text())
         lines.append(f"| {d['scene_set']} (pooled; worst scene {d['worst_scene']}) | {d['scenes']} scenes | "
-                     f"{d['pooled_mean_iou']:.4f} | {d['pooled_water_iou']:.4f} |")
+                     f"{score(d['pooled_mean_iou'])} | {score(d['pooled_water_iou'])} |")
     return "\n".join(lines)
 
 
