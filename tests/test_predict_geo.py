@@ -349,6 +349,50 @@ def test_a_failed_input_does_not_block_the_corrected_rerun_and_the_summary_keeps
     assert again.returncode == 2 and "exists (use --overwrite" in again.stderr
 
 
+def test_skip_done_goes_on_after_an_interruption_with_the_same_masks(tiny_run, tmp_path, monkeypatch):
+    """Ctrl-C writes the summary of the inputs finished so far; `--skip-done` then leaves those out, replaces the
+    outputs of an input that was begun but not finished, and ends with the masks of one uninterrupted run.
+    Other settings than the earlier predict's are refused (their outputs would be mixed in one folder)."""
+    from unetseg.config import PredictConfig
+    from unetseg.predict import pipeline
+    from unetseg.runtime import select_runtime
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(6):
+        Image.fromarray(noise((40 + 4 * i, 36, 3), seed=20 + i)).save(inputs / f"img{i}.png")
+    ref = tmp_path / "ref"
+    assert unetseg("predict", tiny_run, inputs, "--out", ref, "-q").returncode == 0
+    out, lines = tmp_path / "out", []
+    many = pipeline.Predictor.many
+
+    def interrupted_many(self, files, folder, on_row):  # Ctrl-C while the fourth input is being written
+        many(self, files[:3], folder, on_row)
+        (folder / "img3_mask.png").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.Predictor, "many", interrupted_many)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.predict(tiny_run, [inputs], out, PredictConfig(), select_runtime("fp32"), progress=False,
+                         log=lines.append)
+    monkeypatch.undo()
+    assert [r["input"] for r in summary(out)] == [str(inputs / f"img{i}.png") for i in range(3)]
+    assert "interrupted after 3 of 6 input(s)" in lines[-1] and "--skip-done" in lines[-1]
+    again = unetseg("predict", tiny_run, inputs, "--out", out)  # without --skip-done: nothing is replaced
+    assert again.returncode == 2 and "img0_mask.png: exists (use --overwrite" in again.stderr
+    other = unetseg("predict", tiny_run, inputs, "--out", out, "--skip-done", "--threshold", "0.7")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "made with other settings (threshold 0.5 there, 0.7 now)" in other.stderr
+    r = unetseg("predict", tiny_run, inputs, "--out", out, "--skip-done", "--batch-size", "3")  # speed only
+    assert r.returncode == 0, r.stderr
+    assert "3 of 6 input(s) already segmented" in r.stdout + r.stderr
+    assert sorted(row["input"] for row in summary(out)) == sorted(row["input"] for row in summary(ref))
+    for i in range(6):
+        assert (out / f"img{i}_mask.png").read_bytes() == (ref / f"img{i}_mask.png").read_bytes(), i
+    r = unetseg("predict", tiny_run, inputs, "--out", out, "--skip-done")
+    assert r.returncode == 0 and "nothing left to segment" in r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--tta", "bogus"], "--tta 'bogus': choose one of none, flips, d4"),
     (["--blend", "gauss"], "--blend 'gauss': choose one of cosine, linear, average, none"),

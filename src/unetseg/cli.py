@@ -371,7 +371,12 @@ def predict(
                               "each takes its share, one summary at the end. On several machines, use torchrun "
                               "directly (docs/predict.md)."),
     precision: str = PrecOpt, device: str = DeviceOpt, overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace outputs that already exist."), quiet: bool = QuietOpt,
+        False, "--overwrite", help="Replace outputs that already exist."),
+    skip_done: bool = typer.Option(False, "--skip-done", help="Leave out the inputs an earlier predict into --out "
+                                   "finished (a row in its predictions.json and their outputs there), with the same "
+                                   "run and settings, and replace the outputs of those it had begun: after Ctrl-C "
+                                   "or a crash, the same command goes on."),
+    quiet: bool = QuietOpt,
 ):
     """Segment images of any size and GeoTIFF scenes with a trained run.
 
@@ -418,7 +423,7 @@ def predict(
     world = _world(nproc, rt)
     try:
         run_predict(run, inputs, out, cfg, rt, overwrite, progress=not quiet,
-                    log=lambda m: typer.echo(m, err=m.startswith("error:")), world=world)
+                    log=lambda m: typer.echo(m, err=m.startswith("error:")), world=world, skip_done=skip_done)
     finally:
         shutdown()
 

@@ -618,9 +618,11 @@ def describe(row: dict, counted: str = "water") -> str:
 
 def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictConfig, rt: Runtime,
             overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print,
-            predictor: Predictor | None = None, world: World | None = None) -> list[dict]:
+            predictor: Predictor | None = None, world: World | None = None, skip_done: bool = False) -> list[dict]:
     """Segment every input into OUT; write OUT/predictions.csv and .json. Bad inputs are reported and skipped,
-    then the call fails with a count of them (after the good ones are written).
+    then the call fails with a count of them (after the good ones are written). Ctrl-C writes the summary of
+    the inputs finished so far (one process); `skip_done` leaves out the inputs an earlier predict into OUT
+    finished with the same run and settings (`done_inputs`), so that the same command goes on where it stopped.
 
     Under torchrun (`world` of several processes, on one machine or many) each process segments its own
     share of the inputs (`shard`) and rank 0 alone writes the one summary, with every process's rows.
@@ -636,12 +638,22 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder")
     summary = {"csv": out / "predictions.csv", "json": out / "predictions.json"}
+    world = world or World()
+    if skip_done:
+        done = done_inputs(summary["json"], files, run_dir, cfg, out, world)
+        if done and world.main:
+            log(f"{len(done)} of {len(files)} input(s) already segmented into {out} with these settings: skipped")
+        files = [f for f in files if str(f) not in done]
+        if not files:
+            log(f"nothing left to segment; summary in {summary['csv']}") if world.main else None
+            return []
+    # the outputs of inputs an interrupted predict (same run and settings) had begun, but not finished, are replaced
+    leftovers = skip_done and summary["json"].exists()
     for target in [p for f in files for p in output_paths(f, out, cfg).values()]:
-        check_new_file(target, overwrite)
+        check_new_file(target, overwrite or leftovers)
     earlier = earlier_rows(summary, files, overwrite)
     import rasterio
 
-    world = world or World()
     if predictor is not None and predictor.cfg != cfg:  # the loaded model with these settings' outputs
         predictor = predictor.variant(cfg)
     predictor = predictor or Predictor(run_dir, cfg, rt, progress, log if world.main else lambda m: None)
@@ -655,21 +667,21 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
             if progress and not row.get("error"):
                 log(describe(row, predictor.counted))
 
-        predictor.many(shard(files, world.rank, world.size), out, take)
+        try:
+            predictor.many(shard(files, world.rank, world.size), out, take)
+        except KeyboardInterrupt:
+            if world.size == 1 and rows:  # what is finished stays on record, and the same command goes on
+                write_summary(summary, earlier + rows, run_dir, cfg, rt, predictor)
+                log(f"interrupted after {len(rows)} of {len(files)} input(s); their summary is in {summary['csv']}; "
+                    "to go on, run the same command with --skip-done")
+            raise
     if world.size > 1:
         rows = gather_rows(rows, files, world)
         if not world.main:  # rank 0 writes the summary and says what failed; the others exit as it does
             if any(r.get("error") for r in rows):
                 raise ReportedElsewhere()
             return rows
-    ledger = earlier + rows
-    write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}
-                                                      for r in ledger], extrasaction="ignore", lineterminator="\n")
-    compile_s = warmup_seconds(predictor.segmenter.model) if uses_model(cfg.method) else None
-    write_text_atomic(summary["json"], json.dumps({"run": str(run_dir) if run_dir else None,
-                                                   "settings": _settings(cfg),
-                                                   "runtime": rt.describe(), "compile_seconds": compile_s,
-                                                   "inputs": ledger}, indent=1))
+    compile_s = write_summary(summary, earlier + rows, run_dir, cfg, rt, predictor)
     failed = [r for r in rows if r.get("error")]
     good = [r for r in rows if not r.get("error")]
     tiles = sum(r["tiles"] for r in good)
@@ -679,6 +691,63 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     if failed:
         raise DataError(f"{len(failed)} of {len(rows)} input(s) failed (listed above and in {summary['csv']})")
     return rows
+
+
+SPEED_SETTINGS = ("batch_size", "compile")  # change the speed, not the outputs: free to differ under --skip-done
+
+
+def write_summary(summary: dict[str, Path], ledger: list[dict], run_dir: Path | None, cfg: PredictConfig,
+                  rt: Runtime, predictor: Predictor) -> float | None:
+    """OUT/predictions.csv and .json: a row per input, with the run and settings; returns the compile seconds."""
+    write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}
+                                                      for r in ledger], extrasaction="ignore", lineterminator="\n")
+    compile_s = warmup_seconds(predictor.segmenter.model) if uses_model(cfg.method) else None
+    write_text_atomic(summary["json"], json.dumps({"run": str(run_dir) if run_dir else None,
+                                                   "settings": _settings(cfg),
+                                                   "runtime": rt.describe(), "compile_seconds": compile_s,
+                                                   "inputs": ledger}, indent=1))
+    return compile_s
+
+
+def done_inputs(path: Path, files: list[Path], run_dir: Path | None, cfg: PredictConfig, out: Path,
+                world: World) -> set[str]:
+    """The inputs (of `files`) that an earlier predict into OUT finished: a row without an error in its summary
+    and every output file there. Refused when that predict used another run or other settings, whose outputs
+    would sit beside these. Under torchrun rank 0 decides and every process takes its answer."""
+    done, refusal = set(), None
+    if world.main:
+        try:
+            done = _finished_earlier(path, files, run_dir, cfg, out)
+        except DataError as e:
+            refusal = str(e)
+    if world.size > 1:
+        import torch.distributed as dist
+
+        box = [(done, refusal)]
+        dist.broadcast_object_list(box, src=0)
+        done, refusal = box[0]
+    if refusal:
+        raise DataError(refusal) if world.main else ReportedElsewhere()
+    return done
+
+
+def _finished_earlier(path: Path, files: list[Path], run_dir: Path | None, cfg: PredictConfig, out: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    try:
+        earlier = json.loads(path.read_text())
+        rows = earlier["inputs"]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"{path}: is not a summary written by predict; --skip-done needs one") from None
+    now = {"run": str(run_dir) if run_dir else None, **_settings(cfg)}
+    then = {"run": earlier.get("run"), **(earlier.get("settings") or {})}
+    differ = [f"{k} {then.get(k)!r} there, {v!r} now" for k, v in now.items()
+              if k not in SPEED_SETTINGS and then.get(k) != v]
+    if differ:
+        raise DataError(f"{path}: made with other settings ({'; '.join(differ[:3])}); --skip-done goes on only "
+                        "with the same run and settings (or use another --out)")
+    finished = {r.get("input") for r in rows if isinstance(r, dict) and not r.get("error")}
+    return {str(f) for f in files if str(f) in finished and all(p.exists() for p in output_paths(f, out, cfg).values())}
 
 
 def shard(files: list[Path], rank: int, size: int) -> list[Path]:
