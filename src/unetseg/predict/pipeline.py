@@ -645,7 +645,8 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
             log(f"{len(done)} of {len(files)} input(s) already segmented into {out} with these settings: skipped")
         files = [f for f in files if str(f) not in done]
         if not files:
-            log(f"nothing left to segment; summary in {summary['csv']}") if world.main else None
+            if world.main:
+                log(f"nothing left to segment; summary in {summary['csv']}")
             return []
     # the outputs of inputs an interrupted predict (same run and settings) had begun, but not finished, are replaced
     leftovers = skip_done and summary["json"].exists()
