@@ -17,7 +17,7 @@ from .config import Recipe  # noqa: E402
 from .data.cache import load_chips  # noqa: E402
 from .data.folder import scan_folder  # noqa: E402
 from .data.spec import load_spec  # noqa: E402
-from .figures import mask_style, save_figure  # noqa: E402
+from .figures import bare, mask_style, save_figure  # noqa: E402
 from .inference import to_input  # noqa: E402
 
 
@@ -41,7 +41,7 @@ def augment_preview(data: Path, recipe: Recipe, out: Path, n: int = 4, views: in
             axes[2 * r + 1, c].imshow(yi[r].numpy(), **mask_style(len(spec.class_names)))
             axes[2 * r, c].set_title(f"{chips.stems[r]}\n{title}" if c == 0 else title, fontsize=8)
             for ax in (axes[2 * r, c], axes[2 * r + 1, c]):
-                ax.axis("off")
+                bare(ax)
     fig.tight_layout()
     save_figure(fig, Path(out))
     return Path(out)
