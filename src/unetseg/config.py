@@ -130,15 +130,15 @@ class Recipe:
         if unknown := sorted(set(model) - _names(ModelConfig)):
             raise DataError(f"run.json: model setting(s) {', '.join(unknown)} unknown to unetseg {__version__} "
                             f"(a run made by another version?)")
-        aug, chip_aug = d.pop("augment", None), d.pop("chip_augment", None)
+        augs = {part: d.pop(part, None) for part in ("augment", "chip_augment")}
         if strict and (unknown := sorted(set(d) - _names(cls)) + [
-                f"{part}.{k}" for part, a in (("augment", aug), ("chip_augment", chip_aug)) if isinstance(a, dict)
+                f"{part}.{k}" for part, a in augs.items() if isinstance(a, dict)
                 for k in sorted(set(a) - _names(AugmentConfig))]):
             raise DataError(f"run.json: training setting(s) {', '.join(unknown)} unknown to unetseg {__version__}; "
                             "resuming here would train without them (resume it with the version that started it)")
-        augment = AugmentConfig(**_known(AugmentConfig, aug)) if isinstance(aug, dict) else aug
-        chip_augment = AugmentConfig(**_known(AugmentConfig, chip_aug)) if isinstance(chip_aug, dict) else chip_aug
-        return cls(model=ModelConfig(**model), augment=augment, chip_augment=chip_augment, **_known(cls, d))
+        augs = {part: AugmentConfig(**_known(AugmentConfig, a)) if isinstance(a, dict) else a
+                for part, a in augs.items()}
+        return cls(model=ModelConfig(**model), **augs, **_known(cls, d))
 
 
 def _names(cls) -> set[str]:

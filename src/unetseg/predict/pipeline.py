@@ -735,11 +735,9 @@ def done_inputs(path: Path, files: list[Path], run_dir: Path | None, cfg: Predic
 def _finished_earlier(path: Path, files: list[Path], run_dir: Path | None, cfg: PredictConfig, out: Path) -> set[str]:
     if not path.exists():
         return set()
-    try:
-        earlier = json.loads(path.read_text())
-        rows = earlier["inputs"]
-    except (ValueError, KeyError, TypeError):
-        raise DataError(f"{path}: is not a summary written by predict; --skip-done needs one") from None
+    earlier = read_summary(path)
+    if earlier is None:
+        raise DataError(f"{path}: is not a summary written by predict; --skip-done needs one")
     now = {"run": str(run_dir) if run_dir else None, **_settings(cfg)}
     then = {"run": earlier.get("run"), **(earlier.get("settings") or {})}
     differ = [f"{k} {then.get(k)!r} there, {v!r} now" for k, v in now.items()
@@ -747,7 +745,7 @@ def _finished_earlier(path: Path, files: list[Path], run_dir: Path | None, cfg: 
     if differ:
         raise DataError(f"{path}: made with other settings ({'; '.join(differ[:3])}); --skip-done goes on only "
                         "with the same run and settings (or use another --out)")
-    finished = {r.get("input") for r in rows if isinstance(r, dict) and not r.get("error")}
+    finished = {r["input"] for r in earlier["inputs"] if not r.get("error")}
     return {str(f) for f in files if str(f) in finished and all(p.exists() for p in output_paths(f, out, cfg).values())}
 
 
@@ -776,6 +774,18 @@ def gather_rows(rows: list[dict], files: list[Path], world: World) -> list[dict]
     return sorted((r for part in parts for r in part), key=lambda r: order.get(r["input"], len(order)))
 
 
+def read_summary(path: Path) -> dict | None:
+    """An earlier predict's predictions.json (its rows, each with an "input", under "inputs"), or None when the
+    file is not one."""
+    try:
+        d = json.loads(path.read_text())
+        rows = d["inputs"]
+        assert isinstance(rows, list) and all(isinstance(r, dict) and "input" in r for r in rows)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return None
+    return d
+
+
 def earlier_rows(summary: dict[str, Path], files: list[Path], overwrite: bool) -> list[dict]:
     """The rows of an earlier predict into the same folder that this one keeps (those of other inputs).
 
@@ -785,13 +795,12 @@ def earlier_rows(summary: dict[str, Path], files: list[Path], overwrite: bool) -
         if summary["csv"].exists():
             check_new_file(summary["csv"], overwrite)  # a CSV of someone else's
         return []
-    try:
-        rows = json.loads(path.read_text())["inputs"]
-        assert isinstance(rows, list) and all(isinstance(r, dict) and "input" in r for r in rows)
-    except (ValueError, KeyError, TypeError, AssertionError):
+    earlier = read_summary(path)
+    if earlier is None:
         if overwrite:
             return []
         raise DataError(f"{path}: exists and is not a summary written by predict (use --overwrite to replace it)")
+    rows = earlier["inputs"]
     again = {str(f) for f in files}
     done = [r["input"] for r in rows if r["input"] in again and not r.get("error")]
     if done and not overwrite:
