@@ -57,3 +57,15 @@ def shared_dataset(name: str, env: str | None = None):
                         " (CI must run the real-data tests)")
         pytest.skip(f"{name} not found at {path}")
     return path
+
+
+def train_in_process(data, out, log=lambda m: None, **changes) -> dict:
+    """A tiny U-Net (width 4, depth 3, 32 px, 3 epochs unless `changes` say otherwise) trained by run_train in
+    this process, so that tests can patch the training loop; returns its result."""
+    from unetseg.config import ModelConfig, Recipe
+    from unetseg.runtime import select_runtime
+    from unetseg.workflow import run_train
+
+    recipe = Recipe(name="t", model=ModelConfig(name="unet-bn", base_width=4, depth=3, batch_norm=True),
+                    **{"epochs": 3, "batch_size": 8, "image_size": 32, "early_stopping_patience": 0, **changes})
+    return run_train(data, out, recipe, select_runtime("fp32"), progress=False, log=log)

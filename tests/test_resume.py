@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
+from helpers import train_in_process
 from unetseg.checkpoint import load_checkpoint
 from unetseg.resume import pack, unpack
 
@@ -132,16 +133,6 @@ def test_resume_refuses_recipe_changes_and_missing_state(tmp_path, reference):
     assert r.returncode == 2 and "--out RUN is required" in r.stderr
 
 
-def _train_in_process(synth_data, out, **changes):
-    from unetseg.config import ModelConfig, Recipe
-    from unetseg.runtime import select_runtime
-    from unetseg.workflow import run_train
-
-    recipe = Recipe(name="t", model=ModelConfig(name="unet-bn", base_width=4, depth=3, batch_norm=True),
-                    epochs=3, batch_size=8, image_size=32, early_stopping_patience=0, **changes)
-    return run_train(synth_data, out, recipe, select_runtime("fp32"), progress=False, log=lambda m: None)
-
-
 def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_data, tmp_path, monkeypatch):
     import unetseg.training as train_module
     from unetseg.errors import DataError
@@ -160,7 +151,7 @@ def test_a_non_finite_loss_stops_training_and_names_the_epoch_and_step(synth_dat
     monkeypatch.setattr(train_module, "loss_fn", poisoned)
     out = tmp_path / "run"
     with pytest.raises(DataError) as e:
-        _train_in_process(synth_data, out)
+        train_in_process(synth_data, out)
     message = str(e.value)
     assert message.startswith("epoch 2, step 3: the loss is nan") and "last.safetensors (epoch 1)" in message
     model, info = load_checkpoint(out / "last.safetensors")
@@ -186,7 +177,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(synth_data, tmp_
     monkeypatch.setattr(ck, "save_file", filling)
     out = tmp_path / "run"
     with pytest.raises(DataError) as e:
-        _train_in_process(synth_data, out)
+        train_in_process(synth_data, out)
     assert "could not be saved (No space left on device); the previous one (epoch 1) is intact" in str(e.value)
     for tag in ("best", "last"):
         _, info = load_checkpoint(out / f"{tag}.safetensors")

@@ -71,10 +71,10 @@ def friendly(fn):
 
 def _recipe(name: str, epochs: Optional[int], batch_size: Optional[int], lr: Optional[float],
             image_size: Optional[int], model: Optional[str], base_width: Optional[int], seed: Optional[int],
-            encoder_weights: Optional[Path] = None):
+            encoder_weights: Optional[Path] = None, minutes: Optional[float] = None):
     recipe = get_recipe(name)
     changes = {k: v for k, v in dict(epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size,
-                                     seed=seed).items() if v is not None}
+                                     seed=seed, minutes=minutes).items() if v is not None}
     recipe = dataclasses.replace(recipe, **changes)
     mchanges = {k: v for k, v in dict(name=model, base_width=base_width,
                                       encoder_weights=str(encoder_weights) if encoder_weights else None).items()
@@ -127,6 +127,10 @@ def _runtime(precision: str, device: str, reuse_memory: bool = True):
 
 RecipeOpt = typer.Option("seed", "--recipe", "-r", help=f"Training recipe: {', '.join(RECIPES)} (see README).")
 EpochsOpt = typer.Option(None, help="Override the recipe's number of epochs.")
+MinutesOpt = typer.Option(None, "--minutes", help="Train for at most this long: the first epoch's pace (timed "
+                          "after a few steps) and each epoch's after it plan how many of the epochs fit, and the "
+                          "learning-rate schedule is fitted to them, so it still ends annealed. Validation counts; "
+                          "the final evaluation does not. 0 = no budget.")
 BatchOpt = typer.Option(None, "--batch-size", help="Override the recipe's batch size.")
 LrOpt = typer.Option(None, help="Override the recipe's learning rate.")
 SizeOpt = typer.Option(None, "--image-size", help="Override the chip size in pixels (128 for the seed).")
@@ -160,8 +164,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to create."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last finished "
                                           "epoch (or where Ctrl-C stopped it), with its own data and recipe."),
-    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
-    lr: Optional[float] = LrOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt,
+    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, minutes: Optional[float] = MinutesOpt,
+    batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt,
     base_width: Optional[int] = WidthOpt, seed: Optional[int] = SeedOpt, precision: str = PrecOpt,
     device: str = DeviceOpt, skip_bad: bool = SkipOpt, overwrite: bool = OverOpt, quiet: bool = QuietOpt,
     limit: Optional[int] = typer.Option(None, help="Use only the first N pairs (for quick trials)."),
@@ -188,7 +192,8 @@ def train(
     from .workflow import default_data_dir, resume_train, run_train
 
     if resume is not None:
-        given = [name for name, value in (("--data", data), ("--epochs", epochs), ("--batch-size", batch_size),
+        given = [name for name, value in (("--data", data), ("--epochs", epochs), ("--minutes", minutes),
+                                          ("--batch-size", batch_size),
                                           ("--lr", lr), ("--image-size", image_size), ("--model", model),
                                           ("--base-width", base_width), ("--seed", seed), ("--limit", limit),
                                           ("--encoder-weights", encoder_weights), ("--gsd", gsd),
@@ -200,7 +205,7 @@ def train(
             raise ValueError(f"--resume continues {resume} with its own data and recipe; drop {', '.join(given)}")
     elif out is None:
         raise ValueError("--out RUN is required (the run folder to create), or --resume RUN to continue one")
-    r = _recipe(recipe, epochs, batch_size, lr, image_size, model, base_width, seed, encoder_weights)
+    r = _recipe(recipe, epochs, batch_size, lr, image_size, model, base_width, seed, encoder_weights, minutes)
     rt = _runtime(precision, device)
     world = _world(nproc, rt)
     try:
@@ -283,8 +288,8 @@ def reproduce(
                               help="Folder with Images/ and Masks/ (or class folders: docs/em.md). Default: $UNETSEG_DATA or ../shared/data/"
                                    "water-bodies if it exists, else synthetic scenes made in OUT/synthetic-data."),
     out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run folder to create."),
-    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, batch_size: Optional[int] = BatchOpt,
-    image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
+    recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, minutes: Optional[float] = MinutesOpt,
+    batch_size: Optional[int] = BatchOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
     seed: Optional[int] = SeedOpt, precision: str = PrecOpt, device: str = DeviceOpt, skip_bad: bool = SkipOpt,
     overwrite: bool = OverOpt, quiet: bool = QuietOpt, encoder_weights: Optional[Path] = EncOpt,
     nproc: int = NprocOpt, gsd: Optional[float] = GsdOpt, scenes: Optional[Path] = ScenesOpt,
@@ -299,7 +304,7 @@ def reproduce(
     """
     from .workflow import reproduce as run, resolve_data
 
-    r = _recipe(recipe, epochs, batch_size, None, image_size, model, base_width, seed, encoder_weights)
+    r = _recipe(recipe, epochs, batch_size, None, image_size, model, base_width, seed, encoder_weights, minutes)
     data, desc = resolve_data(data, out)
     typer.echo(f"data: {desc}")
     cmd = "unetseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,7 @@ class Recipe:
     name: str = "seed"
     model: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = 18
+    minutes: float = 0.0  # wall-clock budget for training; the epochs are cut to what fits (0 = no budget)
     batch_size: int = 32
     image_size: int = 128
     optimizer: str = "adam"
@@ -116,6 +118,8 @@ class Recipe:
                 raise ValueError(f"{option} {value}: must be at least {low}")
         if not self.lr > 0:
             raise ValueError(f"--lr {self.lr}: must be a positive number")
+        if not (self.minutes >= 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"--minutes {self.minutes}: must be a number of minutes (0 = no time budget)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from .augment import Augment
+from .budget import PROBE_FROM, PROBE_STEPS, epoch_seconds, epochs_that_fit, recent_epoch_seconds
 from .checkpoint import save_checkpoint
 from .errors import DataError, Interrupted
 from .resume import StopRequest, remove_training_state, save_training_state
@@ -37,13 +39,15 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, kind: str = "bce", head:
     return (head or Head(logits.shape[1])).loss(logits, target, kind, pixel_weights)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, mode: str):
-    """The LR schedule: plateau steps once an epoch on the monitored figure; the others step every batch."""
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, steps_per_epoch: int, mode: str,
+                   epochs: int | None = None):
+    """The LR schedule over `epochs` (the recipe's by default): plateau steps once an epoch on the monitored
+    figure; the others step every batch."""
     if recipe.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode=mode, factor=recipe.plateau_factor, patience=recipe.plateau_patience,
             threshold=1e-4, threshold_mode="abs")  # Keras: min_delta=1e-4, absolute
-    total = recipe.epochs * steps_per_epoch
+    total = (epochs or recipe.epochs) * steps_per_epoch
     if recipe.schedule == "onecycle":  # warm-up of at least 2 steps: shorter ones divide by zero inside
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=max(total, 6),
                                                    pct_start=max(0.2, 2.5 / max(total, 6)))
@@ -142,6 +146,7 @@ class TrainingState:
     seen: int = 0
     epoch_seconds: float = 0.0  # time already spent in this epoch before an interruption
     elapsed: float = 0.0  # training time before this process started
+    epochs: int = 0  # the epochs planned: the recipe's, or fewer to end within its time budget (--minutes)
 
     def state_dict(self, world: World, epoch: int, step: int, epoch_gen: torch.Tensor, epoch_seconds: float,
                    elapsed: float) -> dict:
@@ -152,7 +157,8 @@ class TrainingState:
                 "scaler": self.scaler.state_dict(), "stopper": (self.stopper.best, self.stopper.bad_epochs),
                 "history": self.history, "best_info": self.best_info, "loss_sum": total_loss,
                 "seen": int(total_seen), "epoch_seconds": epoch_seconds, "elapsed": elapsed, "generator": epoch_gen,
-                "torch_rng": torch.get_rng_state(), "processes": world.size}
+                "torch_rng": torch.get_rng_state(), "processes": world.size,
+                "epochs": self.epochs}
 
     def load_state_dict(self, d: dict, world: World) -> None:
         self.model.load_state_dict(d["model"])
@@ -166,6 +172,7 @@ class TrainingState:
         if world.main:  # the saved sums are over all processes
             self.loss_sum, self.seen = d["loss_sum"], d["seen"]
         self.epoch_seconds, self.elapsed = d["epoch_seconds"], d["elapsed"]
+        self.epochs = d.get("epochs", self.epochs)  # a state saved before time budgets: the recipe's epochs
         self.gen.set_state(d["generator"])
         torch.set_rng_state(d["torch_rng"])
 
@@ -185,7 +192,8 @@ def new_training(recipe: Recipe, rt: Runtime, steps_per_epoch: int, log: Callabl
     mode = "min" if recipe.monitor == "val_loss" else "max"
     return TrainingState(model, opt, make_scheduler(opt, recipe, steps_per_epoch, mode),
                          torch.amp.GradScaler(enabled=rt.precision == "fp16"),
-                         EarlyStopper(recipe.early_stopping_patience, mode), torch.Generator().manual_seed(recipe.seed))
+                         EarlyStopper(recipe.early_stopping_patience, mode), torch.Generator().manual_seed(recipe.seed),
+                         epochs=recipe.epochs)
 
 
 @dataclass
@@ -203,6 +211,7 @@ class Context:
     progress: bool
     chip_augment: nn.Module | None = None  # for the first n_chips images of an epoch, when scene crops follow
     n_chips: int = 0
+    n_val: int = 0  # validation images (their cost counts in a time budget's plan)
 
     @property
     def per_batch(self) -> bool:
@@ -216,8 +225,9 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
     recipe, world = ctx.recipe, ctx.world
     epoch_gen = st.gen.get_state()
     batches = epoch_batches(len(images), recipe, st.epoch, st.gen, world)
-    bar = progress_bar(batches, enabled=ctx.progress, desc=f"epoch {st.epoch}/{recipe.epochs}", unit="batch",
+    bar = progress_bar(batches, enabled=ctx.progress, desc=f"epoch {st.epoch}/{st.epochs}", unit="batch",
                        leave=False, dynamic_ncols=True, initial=st.step)
+    probe = None  # with a time budget: when the first epoch's timed steps began
     for step, idx in enumerate(batches[st.step:], start=st.step):
         x = to_input(images[idx], ctx.rt.device)
         y = masks[idx].to(ctx.rt.device)
@@ -244,6 +254,9 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
         bar.set_postfix(loss=f"{st.loss_sum / st.seen:.4f}", img_s=f"{st.seen / (time.perf_counter() - t0):.1f}",
                         refresh=False)  # shown with the count, at the bar's own pace (a log: once a minute)
         bar.update()
+        if recipe.minutes and not st.history and step + 1 in (PROBE_FROM, PROBE_FROM + PROBE_STEPS) \
+                and step + 1 < len(batches):
+            probe = plan_from_probe(st, ctx, step + 1, len(batches), probe, started)
         if step + 1 < len(batches) and stop_now(stop, world):
             bar.close()
             snapshot = st.state_dict(world, st.epoch, step + 1, epoch_gen, time.perf_counter() - t0,
@@ -253,6 +266,46 @@ def train_epoch(st: TrainingState, ctx: Context, images: torch.Tensor, masks: to
             raise Interrupted(interrupted_message(ctx.run_dir, st.epoch, step + 1, len(batches)))
     bar.close()
     return len(batches)
+
+
+def plan_from_probe(st: TrainingState, ctx: Context, steps_done: int, steps: int, probe: float | None,
+                    started: float) -> float | None:
+    """The first epoch's pace, timed over PROBE_STEPS steps after the warm-up, plans the budget's epochs (before a
+    whole epoch has gone by); returns when the timed steps began."""
+    now = time.perf_counter()
+    if steps_done == PROBE_FROM:
+        return now
+    if probe is not None:  # None: resumed in the middle of the timed steps; the epoch's end plans instead
+        epoch_s = epoch_seconds((now - probe) / PROBE_STEPS, steps, ctx.recipe.batch_size, ctx.n_val)
+        fit_to_budget(st, ctx, steps, epoch_s, st.elapsed + now - started, 0, steps_done)
+    return None
+
+
+def fit_to_budget(st: TrainingState, ctx: Context, steps_per_epoch: int, epoch_s: float, spent_s: float,
+                  done_epochs: int, done_steps: int) -> None:
+    """Plan the epochs that end within the time budget (rank 0's plan, everywhere) and fit the per-batch LR
+    schedule to them, going on from the `done_steps` training has taken."""
+    recipe = ctx.recipe
+    budget_s = recipe.minutes * 60
+    planned = epochs_that_fit(budget_s, spent_s, done_epochs, epoch_s, recipe.epochs)
+    planned = int(ctx.world.broadcast(planned)[0])
+    if planned == st.epochs:
+        return
+    if planned <= done_epochs:
+        ctx.log(f"time budget {recipe.minutes:g} min: stopping after epoch {done_epochs} of {recipe.epochs}; "
+                f"another would take ~{epoch_s / 60:.1f} min of the {max(budget_s - spent_s, 0) / 60:.1f} left")
+    else:
+        ctx.log(f"time budget {recipe.minutes:g} min: {planned} of {recipe.epochs} epochs fit at "
+                f"~{epoch_s / 60:.1f} min each ({spent_s / 60:.1f} min spent)")
+    st.epochs = planned
+    if ctx.per_batch and planned > done_epochs:  # the same schedule, shorter or longer, at the step reached
+        for group in st.opt.param_groups:  # from its first step again (cosine steps from the LR it finds)
+            group["lr"] = group.get("initial_lr", group["lr"])
+        st.sched = make_scheduler(st.opt, recipe, steps_per_epoch, "max", planned)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler stepped before the optimizer": it is catching up
+            for _ in range(done_steps):
+                st.sched.step()
 
 
 def augment_batch(ctx: Context, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
@@ -308,9 +361,9 @@ def end_epoch(st: TrainingState, ctx: Context, val_chips: Chips, t0: float, star
             save_checkpoint(ctx.run_dir, "best", st.model, info)
         save_checkpoint(ctx.run_dir, "last", st.model, info)
         write_history(RunFolder(ctx.run_dir).history_path, st.history)
-    ctx.log(f"epoch {epoch:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+    ctx.log(f"epoch {epoch:>3}/{st.epochs}  train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
             f"val mIoU {row['val_miou']:.4f}  {row['images_per_s']:.1f} img/s  {row['seconds']:.0f}s"
-            + ("  *best" if improved else "") + time_left(st.history, recipe.epochs))
+            + ("  *best" if improved else "") + time_left(st.history, st.epochs))
     if st.sched is not None and not ctx.per_batch:
         st.sched.step(monitored)
     if st.stopper.should_stop:
@@ -353,11 +406,12 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
     chip_augment = Augment(recipe.chip_augment, recipe.model.in_channels).to(rt.device) \
         if recipe.augment and recipe.chip_augment and extra is not None else None
     ctx = Context(net, head_of(recipe.model), recipe, rt, world, run_dir, augment, log, progress and world.main,
-                  chip_augment, len(train_chips.stems))
+                  chip_augment, len(train_chips.stems), len(val_chips.stems))
     log(f"model {recipe.model.name}: {count_parameters(st.model):,} parameters; {rt.describe()}")
     more = f" + {extra_count} scene crops per epoch" if extra is not None else ""
     log(f"train {len(train_chips.stems)} chips{more}, validate {len(val_chips.stems)}, "
-        f"{recipe.epochs} epochs of batch {recipe.batch_size} at {recipe.image_size} px")
+        f"{recipe.epochs} epochs of batch {recipe.batch_size} at {recipe.image_size} px"
+        + (f", at most {recipe.minutes:g} min" if recipe.minutes else ""))
 
     images = torch.from_numpy(np.ascontiguousarray(train_chips.images))
     masks = torch.from_numpy(np.ascontiguousarray(train_chips.masks))
@@ -375,8 +429,8 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
         board = SummaryWriter(str(tensorboard_dir))
     started = time.perf_counter()
     with StopRequest(log) as stop:
-        for epoch in range(st.epoch, recipe.epochs + 1):
-            st.epoch = epoch
+        while st.epoch <= st.epochs:  # the epochs planned may change on the way (a time budget)
+            epoch = st.epoch
             net.train()
             t0 = time.perf_counter() - st.epoch_seconds
             epoch_images, epoch_masks = images, masks
@@ -388,13 +442,17 @@ def train(train_chips: Chips, val_chips: Chips, recipe: Recipe, run_dir: Path, r
             st.step, st.epoch_seconds = 0, 0.0
             if end_epoch(st, ctx, val_chips, t0, started, board):
                 break
-            if epoch < recipe.epochs:
+            if recipe.minutes:
+                fit_to_budget(st, ctx, steps, recent_epoch_seconds(st.history),
+                              st.elapsed + time.perf_counter() - started, epoch, epoch * steps)
+            if epoch < st.epochs:
                 snapshot = st.state_dict(world, epoch + 1, 0, st.gen.get_state(), 0.0,
                                          st.elapsed + time.perf_counter() - started)
                 if world.main:
                     save_training_state(run_dir, snapshot)
                 if stop_now(stop, world):
                     raise Interrupted(interrupted_message(run_dir, epoch + 1, 0, steps))
+            st.epoch = epoch + 1
     if board is not None:
         board.close()
     if world.main:
