@@ -391,6 +391,12 @@ def test_skip_done_goes_on_after_an_interruption_with_the_same_masks(tiny_run, t
         assert (out / f"img{i}_mask.png").read_bytes() == (ref / f"img{i}_mask.png").read_bytes(), i
     r = unetseg("predict", tiny_run, inputs, "--out", out, "--skip-done")
     assert r.returncode == 0 and "nothing left to segment" in r.stdout + r.stderr
+    (out / "img4_mask.png").unlink()  # a finished input's mask deleted since: it is segmented again
+    r = unetseg("predict", tiny_run, inputs, "--out", out, "--skip-done")
+    assert r.returncode == 0, r.stderr
+    assert "5 of 6 input(s) already segmented" in r.stdout + r.stderr
+    assert (out / "img4_mask.png").read_bytes() == (ref / "img4_mask.png").read_bytes()
+    assert sorted(row["input"] for row in summary(out)) == sorted(row["input"] for row in summary(ref))
 
 
 @pytest.mark.parametrize("args,expected", [

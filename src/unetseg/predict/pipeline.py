@@ -652,7 +652,8 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
     leftovers = skip_done and summary["json"].exists()
     for target in [p for f in files for p in output_paths(f, out, cfg).values()]:
         check_new_file(target, overwrite or leftovers)
-    earlier = earlier_rows(summary, files, overwrite)
+    # with skip_done the inputs left are unfinished, or finished with outputs deleted since: their rows are replaced
+    earlier = earlier_rows(summary, files, overwrite or skip_done)
     import rasterio
 
     if predictor is not None and predictor.cfg != cfg:  # the loaded model with these settings' outputs
