@@ -404,7 +404,11 @@ def test_a_geotiff_upload_returns_polygons_and_the_page_offers_the_downloads(log
     r = client.post("/v1/segment?format=geojson", files={"image": ("s.tif", tif.read_bytes(), "image/tiff")})
     assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
     collection = r.json()
-    assert collection["type"] == "FeatureCollection"
+    assert collection["type"] == "FeatureCollection" and collection["name"] == "s_water"  # the upload's name
+    odd = client.post("/v1/segment?format=geojson", files={"image": ("../a b/Lake Ünt 湖.tif", tif.read_bytes())})
+    assert odd.status_code == 200 and odd.json()["name"] == "Lake_nt_water"  # a plain stem: no path, ASCII
+    assert odd.headers["content-disposition"] == ('attachment; filename="Lake_nt_water.geojson"; '
+                                                  "filename*=UTF-8''Lake%20%C3%9Cnt%20%E6%B9%96_water.geojson")
     assert all(f["properties"]["area_m2"] > 0 for f in collection["features"])
     png = client.post("/v1/segment?format=geotiff", files={"image": ("c.png", png_bytes(), "image/png")})
     assert png.status_code == 422 and "format=geotiff needs a TIFF" in png.json()["detail"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -119,6 +120,11 @@ class Problem(BaseModel):
 
     status: int = Field(examples=[422])
     detail: str = Field(examples=["chip.png: not a readable image"])
+
+
+def safe_stem(name: str) -> str:
+    """An upload's file name reduced to a plain stem for its temporary file (letters, digits, - and _ only)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem)[:80].strip("_") or "upload"
 
 
 def _problems(*codes: int) -> dict:
@@ -446,7 +452,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         if format != "json" and suffix != ".tif":
             raise HTTPException(422, f"{name}: format={format} needs a TIFF or GeoTIFF upload")
         with tempfile.TemporaryDirectory(prefix="unetseg-serve-") as tmp:
-            path = Path(tmp) / f"upload{suffix}"
+            path = Path(tmp) / f"{safe_stem(name)}{suffix}"  # names the polygons' layer, as predict would
             path.write_bytes(data)
             try:
                 h, w = _checked_shape(path, name)
@@ -479,9 +485,10 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         if rows[0].get("error"):
             raise DataError(rows[0]["error"])
         suffix, media = FILES[fmt]
-        download = f"{Path(name).stem or 'upload'}{suffix}"
+        download = f"{Path(name).stem or 'upload'}{suffix}"  # ASCII in filename=, the name as given in filename*=
+        disposition = f"attachment; filename=\"{path.stem}{suffix}\"; filename*=UTF-8''{quote(download)}"
         return Response((out / f"{path.stem}{suffix}").read_bytes(), media_type=media,
-                        headers={"Content-Disposition": f'attachment; filename="{download}"',
+                        headers={"Content-Disposition": disposition,
                                  "X-Water-Fraction": str(rows[0]["water_fraction"])})
 
     def _segment(variant: Predictor, path: Path, pictures: list[str]) -> Segmentation:
