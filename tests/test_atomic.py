@@ -41,3 +41,28 @@ def test_atomic_path_renames_only_when_the_block_succeeds(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and list(target.parent.iterdir()) == [target]
+
+
+def test_run_json_and_checkpoint_json_hold_strict_json_where_a_figure_is_undefined(tmp_path):
+    """run.json, a checkpoint's .json and predictions.json are read by jq and browsers: NaN, which is not JSON,
+    goes in as null (a multi-class run's water IoU under torchrun, say), and `unetseg runs` reads it back."""
+    import json
+    import math
+
+    from unetseg.checkpoint import save_checkpoint
+    from unetseg.models import build_model
+    from unetseg.config import ModelConfig
+    from unetseg.runfolder import RunFolder
+    from unetseg.runs import run_row
+
+    def strict(path):
+        return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path.name}: {c}"))
+
+    run = tmp_path / "run"
+    run.mkdir()
+    RunFolder(run).write_info({"train_seconds": math.nan, "epochs_run": 1, "recipe": {"name": "t"}})
+    assert strict(run / "run.json")["train_seconds"] is None
+    assert math.isnan(run_row(run)["train_min"])
+    model = build_model(ModelConfig(name="unet-bn", base_width=2, depth=2, batch_norm=True))
+    save_checkpoint(run, "best", model, {"epoch": 1, "validation": {"water_iou": math.nan}})
+    assert strict(run / "best.json")["validation"]["water_iou"] is None

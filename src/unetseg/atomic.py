@@ -91,7 +91,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, obj) -> None:
     """Strict JSON (RFC 8259): undefined figures (NaN, such as the water IoU of a scene where no water is drawn or
     found) are written as null, since NaN is not JSON and jq and browsers refuse a file that holds it."""
-    write_text_atomic(path, json.dumps(_finite(obj), indent=1, allow_nan=False))
+    write_text_atomic(path, strict_json(obj))
+
+
+def strict_json(obj, **kwargs) -> str:
+    """json.dumps with undefined figures as null (see write_json_atomic)."""
+    return json.dumps(_finite(obj), indent=1, allow_nan=False, **kwargs)
 
 
 def _finite(v):

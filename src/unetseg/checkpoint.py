@@ -14,7 +14,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import DataError, first_line
-from .atomic import atomic_path, sha256_file
+from .atomic import atomic_path, sha256_file, strict_json
 from .models import build_model
 from .pickles import read_state_dict, refuse_pickle
 from .runtime import Runtime
@@ -41,8 +41,8 @@ def save_pair(run_dir: Path, tag: str, tensors: dict[str, torch.Tensor], body: d
         with atomic_path(weights) as tmp_weights, atomic_path(meta) as tmp_meta:
             save_file(tensors, str(tmp_weights))
             digest = sha256_file(tmp_weights)
-            tmp_meta.write_text(json.dumps({**body, "weights": weights.name, "sha256": digest,
-                                            "versions": library_versions()}, indent=1, default=str))
+            tmp_meta.write_text(strict_json({**body, "weights": weights.name, "sha256": digest,
+                                             "versions": library_versions()}, default=str))
     except OSError as e:
         raise DataError(f"{weights}: could not be saved ({e.strerror or e}); {previous}") from None
     return weights

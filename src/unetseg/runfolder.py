@@ -68,9 +68,9 @@ class RunFolder:
             raise DataError(f"{self.info_path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
     def write_info(self, info: dict) -> None:
-        from .atomic import write_text_atomic
+        from .atomic import write_json_atomic
 
-        write_text_atomic(self.info_path, json.dumps(info, indent=1))
+        write_json_atomic(self.info_path, info)
 
     def metrics(self, checkpoint: str = "best", tta: str = "none") -> dict | None:
         path = self.metrics_path(checkpoint, tta)

@@ -32,11 +32,12 @@ def run_row(run: Path) -> dict:
     tta = max((_score(_load(p), "mean_iou") for p in run.glob("metrics-tta-*.json")), default=math.nan)
     r = info.get("recipe", {})
     finished = "epochs_run" in info  # written when training ends; before that, history.csv has the epochs so far
+    seconds = info.get("train_seconds")  # null in run.json where it was not a number
     return {
         "run": run.name if finished else f"{run.name} (unfinished)", "model": r.get("model", {}).get("name", "?"),
         "recipe": r.get("name", "?"), "params": info.get("parameters", math.nan),
         "epochs": info["epochs_run"] if finished else _epochs_so_far(folder.history_path),
-        "train_min": round(info.get("train_seconds", math.nan) / 60, 1),
+        "train_min": round(seconds / 60, 1) if isinstance(seconds, (int, float)) else math.nan,
         "test_miou": _score(metrics, "mean_iou"), "water_iou": _score(metrics, "water_iou"),
         "tta_miou": tta,
         **{f"scenes:{p.parent.name.removeprefix('scenes-')}": _score(_load(p), "pooled_mean_iou")

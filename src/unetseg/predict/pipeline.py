@@ -21,7 +21,7 @@ from ..errors import DataError, ReportedElsewhere
 from ..data.spec import DatasetSpec
 from ..data.folder import median_chip_scale, scan_folder
 from ..atomic import atomic_path, check_new_file, output_file, scratch_path, write_csv_atomic, \
-    write_files_atomic, write_text_atomic
+    write_files_atomic, write_json_atomic
 from ..head import head_of
 from ..runfolder import RunFolder
 from ..distributed import World
@@ -704,10 +704,8 @@ def write_summary(summary: dict[str, Path], ledger: list[dict], run_dir: Path | 
     write_csv_atomic(summary["csv"], SUMMARY_FIELDS, [{**r, "outputs": "; ".join(r.get("outputs", []))}
                                                       for r in ledger], extrasaction="ignore", lineterminator="\n")
     compile_s = warmup_seconds(predictor.segmenter.model) if uses_model(cfg.method) else None
-    write_text_atomic(summary["json"], json.dumps({"run": str(run_dir) if run_dir else None,
-                                                   "settings": _settings(cfg),
-                                                   "runtime": rt.describe(), "compile_seconds": compile_s,
-                                                   "inputs": ledger}, indent=1))
+    write_json_atomic(summary["json"], {"run": str(run_dir) if run_dir else None, "settings": _settings(cfg),
+                                        "runtime": rt.describe(), "compile_seconds": compile_s, "inputs": ledger})
     return compile_s
 
 
