@@ -100,15 +100,11 @@ def main() -> None:
 
 def test_pairs(run: Path, scan, info: dict) -> list:
     """The run's test chips: from its split.json, or (a shipped model carries none) the split `unetseg train`
-    makes of this data with the run's recipe (workflow.load_data's rule)."""
+    makes of this data with the run's recipe."""
     from unetseg.config import Recipe
-    from unetseg.data.split import load_split, make_split
-    from unetseg.workflow import split_config
+    from unetseg.workflow import split_of
 
-    if (run / "split.json").exists():
-        split = load_split(run / "split.json")
-    else:
-        split = make_split([p.stem for p in scan.pairs], split_config(Recipe.from_dict(info["recipe"])), scan.parts)
+    split = split_of([p.stem for p in scan.pairs], Recipe.from_dict(info["recipe"]), scan.parts, run / "split.json")
     test = set(split["test"])
     return [p for p in scan.pairs if p.stem in test]
 

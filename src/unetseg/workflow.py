@@ -168,12 +168,18 @@ def load_data(data: Path, recipe: Recipe, skip_bad: bool, split_file: Path | Non
         messages.append(f"{len(chips.bad)} unreadable file(s) skipped (--skip-bad): " + "; ".join(
             list(chips.bad.values())[:3]))
     messages += list(dict.fromkeys(chips.notes))[:5]  # a note every mask shares, once
+    split = split_of(chips.files, recipe, scan.parts, split_file)
+    return RunData(chips, split, messages, spec, scan.pairs, scan.parts)
+
+
+def split_of(names: list[str], recipe: Recipe, parts: dict[str, str], split_file: Path | None = None) -> dict:
+    """The split of these files: `split_file` when it exists (so the test set never changes), else the recipe's
+    seeded hash of the names, with the parts the dataset description fixes."""
     if split_file is not None and split_file.exists():
         split = load_split(split_file)
-        check_split(split, chips.files, split_file)
-    else:
-        split = make_split(chips.files, split_config(recipe), scan.parts)
-    return RunData(chips, split, messages, spec, scan.pairs, scan.parts)
+        check_split(split, names, split_file)
+        return split
+    return make_split(names, split_config(recipe), parts)
 
 
 def run_train(data: Path, out: Path, recipe: Recipe, rt: Runtime, skip_bad: bool = False, overwrite: bool = False,
