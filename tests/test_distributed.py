@@ -95,3 +95,14 @@ def test_predict_on_two_processes_writes_what_one_does_and_reports_a_bad_input_o
     keep = ("input", "water_pixels", "valid_pixels", "water_area", "polygons", "error")
     assert [{k: r.get(k) for k in keep} for r in rows[0]] == [{k: r.get(k) for k in keep} for r in rows[1]]
     assert [r["input"] for r in rows[1]] == [str(f) for f in files]  # one summary, in input order
+
+
+@pytest.mark.slow
+def test_two_processes_follow_rank_zeros_time_budget(synth_data, tmp_path):
+    """Each process times its own steps; rank 0's plan goes to all, at the first epoch's probe (24 steps of one
+    image per process) and at every epoch's end, or the processes would disagree on the last epoch and hang."""
+    run = tmp_path / "run"
+    r = torchrun(2, synth_data, run, "--epochs", "200", "--batch-size", "2", "--minutes", "0.15")
+    info = json.loads((run / "run.json").read_text())
+    assert 1 <= info["epochs_run"] < 200 and len(losses(run)) == info["epochs_run"]
+    assert r.stdout.count("time budget 0.15 min:") >= 1 and "of 200 epochs fit" in r.stdout
