@@ -207,7 +207,8 @@ def _general() -> Recipe:
     augmentation aimed at other sensors, renderings and atmospheres."""
     r = _improved()
     r.name = "general"
-    r.epochs = 25  # 25 x (2313 chips + 2313 crops): ~45-53 min in bf16 (2-core AMX Xeon), 1.6-2.9 h in fp32 (AVX2)
+    r.epochs = 25  # 25 x (2313 chips + 2313 crops): ~45-53 min in bf16 (2-core AMX Xeon), 1.6-2.9 h in fp32 (AVX2),
+    #                where --minutes 60 fits 10 of them
     r.scene_ratio, r.model_gsd, r.scene_scale = 1.0, 20.0, (0.5, 2.0)
     r.augment = AugmentConfig(brightness=0.3, contrast=0.3, saturation=0.4, hue=0.05, gamma=(0.6, 1.7),
                               channel_gain=0.15, haze=0.45, blur_p=0.2, blur_sigma=(0.1, 1.5), jpeg=(30, 95),
