@@ -134,12 +134,12 @@ def test_download_failures_are_explained(fake_kaggle, tmp_path, handle, expected
 @pytest.mark.slow
 def test_reproduce_without_data_uses_synthetic_scenes_and_says_so(tmp_path):
     r = unetseg("reproduce", "--recipe", "quick", "--epochs", "1", "--image-size", "32", "--out", tmp_path / "run",
-                "--quiet", env={"UNETSEG_DATA": str(tmp_path / "nowhere"), "UNETSEG_CACHE": str(tmp_path / "c")})
+                "--minutes", "5", "--quiet", env={"UNETSEG_DATA": str(tmp_path / "nowhere"), "UNETSEG_CACHE": str(tmp_path / "c")})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "synthetic scenes" in r.stdout and "no real data found" in r.stdout
     assert (tmp_path / "run-synthetic-data" / "Images").is_dir()
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "synthetic" in report and "0.748" in report
+    assert "synthetic" in report and "0.748" in report and " min (time budget 5 min)" in report
 
 
 def test_tensorboard_flag_explains_a_missing_package(tmp_path, synth_data):

@@ -377,7 +377,8 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
     """report.md: what ran, on what, how long, the scores beside the seed's, and the figures."""
     info = RunFolder(run_dir).info()
     r = info["recipe"]
-    minutes = info.get("train_seconds", 0) / 60
+    minutes = (info.get("train_seconds") or 0) / 60
+    budget = f" (time budget {r['minutes']:g} min)" if r.get("minutes") else ""
     lines = [
         f"# unetseg run: {run_dir.name}", "",
         f"- data: {data_desc} ({info['counts']['train']} train / {info['counts']['val']} validation / "
@@ -386,7 +387,7 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
         f"- recipe: {r['name']}: {r['loss']}, {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
         f"{info.get('epochs_run')} of {r['epochs']} epochs, {r['image_size']} px",
         f"- machine: {info['runtime']}",
-        f"- training time: {minutes:.1f} min", f"- command: `{command}`", "",
+        f"- training time: {minutes:.1f} min{budget}", f"- command: `{command}`", "",
     ]
     if list(metrics["per_class_iou"]) == ["background", "water"]:
         lines += water_table(metrics, r["image_size"])
