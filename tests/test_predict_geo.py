@@ -397,6 +397,12 @@ def test_skip_done_goes_on_after_an_interruption_with_the_same_masks(tiny_run, t
     assert "5 of 6 input(s) already segmented" in r.stdout + r.stderr
     assert (out / "img4_mask.png").read_bytes() == (ref / "img4_mask.png").read_bytes()
     assert sorted(row["input"] for row in summary(out)) == sorted(row["input"] for row in summary(ref))
+    foreign = tmp_path / "foreign"  # a predictions.csv that predict did not write, and no predictions.json
+    foreign.mkdir()
+    (foreign / "predictions.csv").write_text("mine\n")
+    r = unetseg("predict", tiny_run, inputs, "--out", foreign, "--skip-done")
+    assert r.returncode == 2 and "predictions.csv: exists (use --overwrite" in r.stderr
+    assert (foreign / "predictions.csv").read_text() == "mine\n"
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -648,12 +648,12 @@ def predict(run_dir: Path | None, inputs: list[Path], out: Path, cfg: PredictCon
             if world.main:
                 log(f"nothing left to segment; summary in {summary['csv']}")
             return []
-    # the outputs of inputs an interrupted predict (same run and settings) had begun, but not finished, are replaced
+    # with skip_done and predict's summary there (done_inputs checked it), the inputs left are unfinished, or
+    # finished with outputs deleted since: their outputs and rows are replaced
     leftovers = skip_done and summary["json"].exists()
     for target in [p for f in files for p in output_paths(f, out, cfg).values()]:
         check_new_file(target, overwrite or leftovers)
-    # with skip_done the inputs left are unfinished, or finished with outputs deleted since: their rows are replaced
-    earlier = earlier_rows(summary, files, overwrite or skip_done)
+    earlier = earlier_rows(summary, files, overwrite or leftovers)
     import rasterio
 
     if predictor is not None and predictor.cfg != cfg:  # the loaded model with these settings' outputs
