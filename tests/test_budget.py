@@ -36,8 +36,9 @@ def test_an_epoch_is_its_steps_and_a_third_of_a_step_per_validation_batch():
 def _state(recipe: Recipe, steps_per_epoch: int) -> TrainingState:
     model = torch.nn.Linear(2, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
-    return TrainingState(model, opt, make_scheduler(opt, recipe, steps_per_epoch, "max"), torch.amp.GradScaler(enabled=False),
-                         EarlyStopper(0, "max"), torch.Generator(), epochs=recipe.epochs)
+    return TrainingState(model, opt, make_scheduler(opt, recipe, steps_per_epoch, "max"),
+                         torch.amp.GradScaler(enabled=False), EarlyStopper(0, "max"), torch.Generator(),
+                         epochs=recipe.epochs)
 
 
 class _Ctx:  # the parts of training.Context that planning reads

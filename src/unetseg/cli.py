@@ -165,9 +165,10 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last finished "
                                           "epoch (or where Ctrl-C stopped it), with its own data and recipe."),
     recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, minutes: Optional[float] = MinutesOpt,
-    batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt,
-    base_width: Optional[int] = WidthOpt, seed: Optional[int] = SeedOpt, precision: str = PrecOpt,
-    device: str = DeviceOpt, skip_bad: bool = SkipOpt, overwrite: bool = OverOpt, quiet: bool = QuietOpt,
+    batch_size: Optional[int] = BatchOpt, lr: Optional[float] = LrOpt, image_size: Optional[int] = SizeOpt,
+    model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt, seed: Optional[int] = SeedOpt,
+    precision: str = PrecOpt, device: str = DeviceOpt, skip_bad: bool = SkipOpt, overwrite: bool = OverOpt,
+    quiet: bool = QuietOpt,
     limit: Optional[int] = typer.Option(None, help="Use only the first N pairs (for quick trials)."),
     encoder_weights: Optional[Path] = EncOpt,
     tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to OUT/tensorboard (needs tensorboard)."),
@@ -193,8 +194,8 @@ def train(
 
     if resume is not None:
         given = [name for name, value in (("--data", data), ("--epochs", epochs), ("--minutes", minutes),
-                                          ("--batch-size", batch_size),
-                                          ("--lr", lr), ("--image-size", image_size), ("--model", model),
+                                          ("--batch-size", batch_size), ("--lr", lr),
+                                          ("--image-size", image_size), ("--model", model),
                                           ("--base-width", base_width), ("--seed", seed), ("--limit", limit),
                                           ("--encoder-weights", encoder_weights), ("--gsd", gsd),
                                           ("--scenes", scenes), ("--init", init))
@@ -289,8 +290,9 @@ def reproduce(
                                    "water-bodies if it exists, else synthetic scenes made in OUT/synthetic-data."),
     out: Path = typer.Option(Path("runs/reproduce"), "--out", "-o", help="Run folder to create."),
     recipe: str = RecipeOpt, epochs: Optional[int] = EpochsOpt, minutes: Optional[float] = MinutesOpt,
-    batch_size: Optional[int] = BatchOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt, base_width: Optional[int] = WidthOpt,
-    seed: Optional[int] = SeedOpt, precision: str = PrecOpt, device: str = DeviceOpt, skip_bad: bool = SkipOpt,
+    batch_size: Optional[int] = BatchOpt, image_size: Optional[int] = SizeOpt, model: Optional[str] = ModelOpt,
+    base_width: Optional[int] = WidthOpt, seed: Optional[int] = SeedOpt, precision: str = PrecOpt,
+    device: str = DeviceOpt, skip_bad: bool = SkipOpt,
     overwrite: bool = OverOpt, quiet: bool = QuietOpt, encoder_weights: Optional[Path] = EncOpt,
     nproc: int = NprocOpt, gsd: Optional[float] = GsdOpt, scenes: Optional[Path] = ScenesOpt,
 ):
