@@ -410,6 +410,8 @@ def test_skip_done_goes_on_after_an_interruption_with_the_same_masks(tiny_run, t
     (["--blend", "gauss"], "--blend 'gauss': choose one of cosine, linear, average, none"),
     (["--device", "gpu"], "--device 'gpu': choose auto, cpu, cuda or cuda:N"),
     (["--vector-crs", "utm"], "--vector-crs 'utm': choose auto, wgs84 or raster"),
+    (["--nodata", "nan"], "--nodata nan: give a finite number (NaN and infinities are no-data in float rasters "
+                          "already)"),
 ])
 def test_bad_option_values_are_one_line_before_any_file_is_looked_at(tiny_run, tmp_path, args, expected):
     r = unetseg("predict", tiny_run, tmp_path / "missing.tif", "--out", tmp_path / "out", *args)
@@ -508,13 +510,12 @@ def test_ellipsoid_areas_of_known_shapes():
                                    rel=1e-12)
 
 
-def test_a_reprojected_reflectance_rasters_zero_fill_is_no_data_but_a_black_picture_pixel_is_not(tiny_run, tmp_path):
-    """gdalwarp and rasterio.warp fill the corners outside a reprojected raster with 0 and declare no no-data
-    value: above 8 bits such pixels are no-data (out of the counts and the mask); in an 8-bit picture black is
-    data."""
+def reprojected_with_fill():
+    """(bands, fill, transform): a reflectance-like raster (never 0) reprojected from UTM to lon/lat as gdalwarp
+    does it, with 0 in every band outside the data and no no-data declared."""
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-    src = (noise((3, 120, 120), 3, np.uint16) * 8 + 200).astype(np.uint16)  # reflectance-like, never 0
+    src = (noise((3, 120, 120), 3, np.uint16) * 8 + 200).astype(np.uint16)
     src_transform = from_origin(400000, 5200000, 10, 10)
     transform, w, h = calculate_default_transform(UTM, "EPSG:4326", 120, 120, 400000, 5200000 - 1200, 401200,
                                                   5200000)  # left, bottom, right, top
@@ -524,6 +525,14 @@ def test_a_reprojected_reflectance_rasters_zero_fill_is_no_data_but_a_black_pict
                   dst_crs="EPSG:4326", resampling=Resampling.nearest)
     fill = ~dst.any(axis=0)
     assert 100 < fill.sum() < 0.5 * fill.size  # the rotated grid leaves its corners empty
+    return dst, fill, transform
+
+
+def test_a_reprojected_reflectance_rasters_zero_fill_is_no_data_but_a_black_picture_pixel_is_not(tiny_run, tmp_path):
+    """gdalwarp and rasterio.warp fill the corners outside a reprojected raster with 0 and declare no no-data
+    value: above 8 bits such pixels are no-data (out of the counts and the mask); in an 8-bit picture black is
+    data."""
+    dst, fill, transform = reprojected_with_fill()
     rows = []
     for name, data in (("reflectance", dst), ("picture", (dst // 8).astype(np.uint8))):
         tif = write_tif(tmp_path / f"{name}.tif", data, crs="EPSG:4326", transform=transform)
@@ -534,6 +543,50 @@ def test_a_reprojected_reflectance_rasters_zero_fill_is_no_data_but_a_black_pict
     assert rows[0]["nodata_pixels"] == int(fill.sum()) and rows[0]["valid_pixels"] == int((~fill).sum())
     assert rows[1]["nodata_pixels"] == 0 and rows[1]["valid_pixels"] == fill.size
     assert (read_mask(tmp_path / "reflectance" / "reflectance_mask.tif")[fill] == 255).all()
+
+
+def test_nodata_marks_an_8bit_scenes_undeclared_black_fill_and_predict_says_when_to_give_it(tiny_run, tmp_path):
+    """The black fill around an 8-bit scene (a Sentinel-2 TCI at a swath edge, an 8-bit reprojection) is read as
+    data, since black can be; predict notices black corners and suggests --nodata 0, which takes the fill out of
+    the mask, the counts and the water index beside the model. A value the file cannot hold is one line."""
+    dst, fill, transform = reprojected_with_fill()
+    tif = write_tif(tmp_path / "tci.tif", (dst // 8).astype(np.uint8), crs="EPSG:4326", transform=transform)
+    r = unetseg("predict", tiny_run, tif, "--out", tmp_path / "plain", "--vectors", "none")
+    assert r.returncode == 0, r.stderr
+    assert "tci.tif: 4 of 4 corners 0 in every band, and no no-data declared" in r.stdout and "--nodata 0" in r.stdout
+    assert summary(tmp_path / "plain")[0]["nodata_pixels"] == 0
+    r = unetseg("predict", tiny_run, tif, "--out", tmp_path / "nd", "--vectors", "none", "--nodata", "0")
+    assert r.returncode == 0 and "corners" not in r.stdout, r.stderr
+    row = summary(tmp_path / "nd")[0]
+    assert row["nodata_pixels"] == int(fill.sum()) and row["valid_pixels"] == int((~fill).sum())
+    mask = read_mask(tmp_path / "nd" / "tci_mask.tif")
+    assert (mask[fill] == 255).all() and (mask[~fill] != 255).all()
+    r = unetseg("predict", tiny_run, tif, "--out", tmp_path / "bad", "--nodata", "300", "-q")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: {tif}: --nodata 300 cannot occur in its uint8 values (0..255)" in r.stderr.splitlines()
+    assert not list((tmp_path / "bad").glob("tci*"))
+
+
+def test_nodata_applies_to_pictures_arrays_and_a_water_index_alike(tiny_run, tmp_path):
+    from unetseg import load
+    from unetseg.data.sources import open_source
+
+    img = (noise((40, 50, 3), 7) // 2 + 1).astype(np.uint8)  # never 0
+    img[:, :12] = 0
+    Image.fromarray(img).save(tmp_path / "edge.png")
+    model = load(tiny_run, precision="fp32", nodata=0)
+    for given in (img, tmp_path / "edge.png"):
+        _, classes = model.predict(given)
+        assert (classes[:, :12] == 255).all() and (classes[:, 12:] != 255).all()
+    stack = np.concatenate([np.moveaxis(img, -1, 0), np.full((1, 40, 50), 9, np.uint8)])  # a 4th band, never 0
+    stack[:, :, :12] = 0
+    tif = write_tif(tmp_path / "gn.tif", stack)
+    with rasterio.open(tif, "r+") as ds:
+        for i, n in enumerate(["B04", "B03", "B02", "B08"], 1):
+            ds.set_band_description(i, n)
+    index = open_source(tif, 2, None, "auto", ("green", "nir"), nodata=0)
+    assert (~index.read(0, 0, 40, 50)[1][:, :12]).all() and index.read(0, 0, 40, 50)[1][:, 12:].all()
+    index.close()
 
 
 def test_percentile_stretch_leaves_out_the_zero_fill_of_a_reflectance_raster(tmp_path):

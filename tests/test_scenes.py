@@ -3,6 +3,7 @@ training with scene crops, the water-index yardstick, and the unlike-the-trainin
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -74,10 +75,34 @@ scenes:
     assert s.scenes[0].value_range == "percentile"  # the set's, where a scene gives none
 
 
+def test_a_scenes_no_data_value_is_left_out_of_training_crops_and_scores(tiny_run, tmp_path):
+    """`nodata: 0` in a scenes yaml (an 8-bit render with black fill) is predict's --nodata for that scene:
+    its fill is neither trained on nor scored."""
+    from unetseg.data.scenes import load_scene, load_scene_set
+
+    rgb, water = lake_scene(2, 60, 70)
+    rgb = np.maximum(rgb, 1)
+    rgb[(rgb == 7).all(axis=-1)] = 8  # the second scene's no-data value: nowhere
+    rgb[:, :20] = 0
+    Image.fromarray(rgb).save(tmp_path / "img.png")
+    Image.fromarray((water * 255).astype(np.uint8)).save(tmp_path / "lab.png")
+    (tmp_path / "set.yaml").write_text("nodata: 0\nscenes:\n  - {image: img.png, label: lab.png}\n"
+                                       "  - {name: as-is, image: img.png, label: lab.png, nodata: 7}\n")
+    s = load_scene_set(tmp_path / "set.yaml")
+    assert [x.nodata for x in s.scenes] == [0.0, 7.0]
+    labels = load_scene(s.scenes[0]).labels
+    assert (labels[:, :20] == 255).all() and (labels[:, 20:] != 255).all()
+    r = unetseg("evaluate", tiny_run, "--scenes", tmp_path / "set.yaml", "--out", tmp_path / "scores", "-q")
+    assert r.returncode == 0, r.stderr
+    rows = {row["scene"]: row for row in csv.DictReader(open(tmp_path / "scores" / "per_scene.csv"))}
+    assert int(rows["img"]["scored_pixels"]) == 60 * 50 and int(rows["as-is"]["scored_pixels"]) == 60 * 70
+
+
 @pytest.mark.parametrize("text,expected", [
     ("scenes: []", "not a valid scene description"),
     ("scenes:\n  - {image: nowhere.tif}", "nowhere.tif does not exist"),
     ("scenes:\n  - {image: img.tif, water: deep}", "water must be a number or a list of numbers"),
+    ("scenes:\n  - {image: img.tif, nodata: [0, 255]}", "nodata must be one finite number"),
 ])
 def test_bad_scene_descriptions_are_one_line(tiny_run, tmp_path, text, expected):
     write_tif(tmp_path / "img.tif", np.zeros((3, 20, 20), np.uint8))

@@ -364,6 +364,23 @@ def test_each_parameter_gives_predicts_mask_for_the_same_file(logged, tiny_run, 
         assert got.crs == src.crs and got.transform == src.transform  # georeferencing kept
 
 
+def test_a_request_can_mark_a_no_data_value_as_predict_does(logged, tmp_path):
+    """nodata=0: an upload's black fill is left out of the valid pixels and the water, as with predict --nodata."""
+    client, _ = logged
+    pixels = np.random.default_rng(3).integers(1, 255, (40, 60, 3), dtype=np.uint8)
+    pixels[:, :15] = 0
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    upload = {"image": ("edge.png", buf.getvalue(), "image/png")}
+    plain = client.post("/v1/segment", files=upload)
+    marked = client.post("/v1/segment", params={"nodata": "0"}, files=upload)
+    assert plain.status_code == marked.status_code == 200, marked.text
+    assert plain.json()["valid_pixels"] == 40 * 60 and marked.json()["valid_pixels"] == 40 * 45
+    assert (decode(marked.json()["mask_png"])[:, :15] == 0).all()
+    bad = client.post("/v1/segment", params={"nodata": "300"}, files=upload)
+    assert bad.status_code == 422 and "edge.png: nodata=300 cannot occur in its uint8 values" in bad.text
+
+
 def test_a_request_can_add_a_water_index_to_the_model_as_predict_does(logged, tiny_run, tmp_path):
     import rasterio
 

@@ -43,12 +43,12 @@ class Model:
         """(probabilities (H, W) float32 for a binary model or (K, H, W), class map (H, W) uint8) of an image
         array of any size, or of an image or raster file (read as predict reads it: bands by name, no-data, its
         ground resolution), tiled, scaled (`gsd`: metres per pixel, for --scale auto) and blended as the CLI
-        does. No-data pixels (NaN, masked) get class 255."""
+        does. No-data pixels (NaN, masked, the `nodata` setting's value in every channel) get class 255."""
         if isinstance(image, (str, Path)):
             source = self._predictor.open(Path(image), value_range=value_range)
         else:
             source = ArraySource(image, self._predictor.model_cfg.in_channels,
-                                 value_range or self._predictor.value_range)
+                                 value_range or self._predictor.value_range, nodata=self.settings.nodata)
         try:
             keep = self._predictor.segment(source, gsd=gsd).keep
         finally:

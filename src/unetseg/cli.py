@@ -348,6 +348,10 @@ def predict(
                                     "reflectance read as pictures or as reflectance x 10000, said in the log; "
                                     "docs/predict.md), percentile (2nd-98th), or LO,HI (e.g. 1000,5000 for L2A "
                                     "with an undeclared +1000 offset)."),
+    nodata: Optional[float] = typer.Option(None, "--nodata", help="A value that marks no-data where every band "
+                                           "has it, besides what the file declares: e.g. 0 for the black fill "
+                                           "around an 8-bit scene (Sentinel-2 TCI), which is otherwise read as "
+                                           "dark water. No-data pixels are 255 in the mask and left out of areas."),
     probabilities: bool = typer.Option(False, "--probabilities", help="Also write the probability: a PNG for "
                                        "images, a second band (percent) in the mask GeoTIFF."),
     quicklook: bool = typer.Option(False, "--quicklook", help="Rasters: also NAME_overlay.jpg, the water over the "
@@ -415,7 +419,8 @@ def predict(
 
     cfg = PredictConfig(tile=tile, overlap=overlap, batch_size=batch_size, blend=blend, scale=parse_scale(scale),
                         threshold=threshold, tta=tta, bands=parse_bands(bands),
-                        value_range=parse_value_range(value_range), probabilities=probabilities, vectors=vectors,
+                        value_range=parse_value_range(value_range), nodata=nodata, probabilities=probabilities,
+                        vectors=vectors,
                         quicklook=quicklook, overlay=not no_overlay,
                         vector_crs=vector_crs, min_area=min_area, simplify=simplify, checkpoint=checkpoint,
                         engine=engine, compile=compile, method=method, gsd=gsd, recursive=recursive)
@@ -459,7 +464,7 @@ def serve(
     """Serve a run over HTTP: a web page at / and a JSON API (OpenAPI document at /openapi.json).
 
     POST /v1/segment (multipart field `image`: PNG, JPEG, TIFF or GeoTIFF) takes predict's options as
-    query parameters (threshold, tta, scale, bands, value_range) and returns the water fraction, the
+    query parameters (threshold, tta, scale, bands, value_range, nodata) and returns the water fraction, the
     water area for georeferenced images and the PNGs asked for (outputs=mask,overlay,probability,image);
     or, for a TIFF, format=geotiff (the mask GeoTIFF) or format=geojson (the water polygons). GET /health,
     GET /v1/model, GET /metrics (Prometheus). Every error is {"status": N, "detail": "one line"}. One

@@ -305,6 +305,7 @@ class PredictConfig:
     tta: str = "none"
     bands: list[int] | None = None  # 1-based raster bands in the model's channel order
     value_range: str | tuple[float, float] = "auto"  # auto | percentile | (lo, hi)
+    nodata: float | None = None  # a value that marks no-data (in every band) besides what the file declares
     probabilities: bool = False  # a probability PNG / a second GeoTIFF band
     quicklook: bool = False  # rasters: also NAME_overlay.jpg, the water over the image, at most 2048 px a side
     overlay: bool = True  # plain images: NAME_overlay.jpg beside the mask
@@ -334,6 +335,9 @@ class PredictConfig:
             raise ValueError(f"--method {self.method!r}: choose {', '.join(METHODS)}")
         if self.gsd is not None and not self.gsd > 0:
             raise ValueError(f"--gsd {self.gsd}: must be a positive number of metres")
+        if self.nodata is not None and not math.isfinite(self.nodata):
+            raise ValueError(f"--nodata {self.nodata}: give a finite number (NaN and infinities are no-data in "
+                             "float rasters already)")
         if self.checkpoint not in ("best", "last"):
             raise ValueError(f"--checkpoint {self.checkpoint!r}: choose best or last")
         if self.engine not in ("torch", "onnxruntime"):

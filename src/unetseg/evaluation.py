@@ -216,7 +216,7 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
             f"{', ...' if len(left_out) > 4 else ''})")
     for scene in (s for s in scene_set.scenes if s.name not in skip):
         source = predictor.open(scene.image, list(scene.bands) if scene.bands else None,
-                                scene.value_range if scene.value_range != "auto" else None)
+                                scene.value_range if scene.value_range != "auto" else None, scene.nodata)
         try:
             t0 = time.perf_counter()
             result = predictor.segment(source, gsd=scene.gsd)

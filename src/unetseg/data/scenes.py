@@ -50,6 +50,7 @@ class Scene:
     bands: tuple[int, ...] | None = None
     value_range: str | tuple[float, float] = "auto"
     gsd: float | None = None  # metres per pixel when the image itself has no georeferencing
+    nodata: float | None = None  # as predict's --nodata: a value that marks no-data in every band
 
 
 @dataclass
@@ -67,6 +68,14 @@ def _values(v: Any, what: str, where: Path) -> tuple[float, ...] | None:
         return tuple(float(x) for x in items)
     except (TypeError, ValueError):
         raise DataError(f"{where}: {what} must be a number or a list of numbers, not {v!r}") from None
+
+
+def _nodata(v: Any, where: Path) -> float | None:
+    """A scene's no-data value (as predict's --nodata), or None."""
+    value = _values(v, "nodata", where)
+    if value is not None and (len(value) != 1 or not np.isfinite(value[0])):
+        raise DataError(f"{where}: nodata must be one finite number, not {v!r}")
+    return None if value is None else value[0]
 
 
 def load_scene_set(path: str | Path) -> SceneSet:
@@ -100,7 +109,8 @@ def load_scene_set(path: str | Path) -> SceneSet:
             ignore=_values(s.get("ignore"), "ignore", yaml_path) or (), threshold=float(s.get("threshold", 127)),
             bands=tuple(s["bands"]) if s.get("bands") else None,
             value_range=tuple(float(v) for v in vr) if isinstance(vr, (list, tuple)) else str(vr),
-            gsd=float(s["gsd"]) if s.get("gsd") is not None else (float(default_gsd) if default_gsd else None)))
+            gsd=float(s["gsd"]) if s.get("gsd") is not None else (float(default_gsd) if default_gsd else None),
+            nodata=_nodata(s.get("nodata", d.get("nodata")), yaml_path)))
     for sc in scenes:
         for p in {sc.image, sc.label}:
             if not p.exists():
@@ -176,7 +186,8 @@ def load_scene(scene: Scene, channels: int = 3, default_gsd: float = 10.0) -> Lo
     from ..predict.areas import PixelAreas
     from .sources import open_source
 
-    source = open_source(scene.image, channels, list(scene.bands) if scene.bands else None, scene.value_range)
+    source = open_source(scene.image, channels, list(scene.bands) if scene.bands else None, scene.value_range,
+                         nodata=scene.nodata)
     try:
         raw, valid = source.read(0, 0, source.height, source.width)
         pixels = source.to_uint8(raw)

@@ -124,15 +124,20 @@ def centre_window(height: int, width: int, side: int = CENTRE) -> tuple[int, int
 
 class ArraySource(Source):
     """An image in memory, (H, W) or (H, W, C) of any dtype: its values go to 0..255 by the value range ('auto':
-    pixels.default_range by dtype, checked by sampled_range; 'percentile'; or (LO, HI)); NaN and `valid` False are
-    no-data. One grey channel feeds an RGB model as red, green and blue, as training reads grey images."""
+    pixels.default_range by dtype, checked by sampled_range; 'percentile'; or (LO, HI)); NaN, `valid` False and
+    pixels at `nodata` in every channel are no-data. One grey channel feeds an RGB model as red, green and blue, as
+    training reads grey images."""
 
     def __init__(self, array: np.ndarray, channels: int, value_range: str | tuple[float, float] = "auto",
-                 path: Path = Path("array"), valid: np.ndarray | None = None):
+                 path: Path = Path("array"), valid: np.ndarray | None = None, nodata: float | None = None):
         a = np.asarray(array)
         a = a[..., None] if a.ndim == 2 else a
         if a.ndim != 3:
             raise DataError(f"{path}: expected an (H, W) or (H, W, C) image, got an array of shape {a.shape}")
+        if nodata is not None:
+            check_fill(path, a.dtype, nodata)
+            data = (a != nodata).any(axis=-1)
+            valid = data if valid is None else valid & data
         if a.shape[-1] == 1 and channels == 3:
             a = np.repeat(a, 3, axis=-1)
         if a.shape[-1] != channels:
@@ -183,10 +188,11 @@ class ImageSource(ArraySource):
     pixels are no-data (an alpha channel at 0, and a PNG's transparent palette entries or colour key, tRNS);
     16-bit and float images as grey values through the value range, like a raster of that type."""
 
-    def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto"):
+    def __init__(self, path: Path, channels: int, value_range: str | tuple[float, float] = "auto",
+                 nodata: float | None = None):
         fast = read_rgb_jpeg(path) if channels == 3 else None
         if fast is not None:  # the common case (photos, the chips): no Pillow image at all
-            super().__init__(fast, channels, value_range, path, None)
+            super().__init__(fast, channels, value_range, path, None, nodata)
             return
         img = open_image(path)
         notes = []
@@ -213,7 +219,7 @@ class ImageSource(ArraySource):
                 array, valid = np.ascontiguousarray(rgba[..., :3]), rgba[..., 3] > 0
             else:  # contiguous RGB: no alpha plane to carry, no strided copies later
                 array, valid = np.asarray(img if img.mode == "RGB" else img.convert("RGB")), None
-        super().__init__(array, channels, value_range, path, valid)
+        super().__init__(array, channels, value_range, path, valid, nodata)
         self.notes += notes
 
 
@@ -270,12 +276,14 @@ class RasterSource(Source):
     expanded to colours."""
 
     def __init__(self, path: Path, channels: int, bands: list[int] | None = None,
-                 value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None):
+                 value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None,
+                 nodata: float | None = None):
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
         check_not_empty(path)
         self.value_range = value_range  # as asked: another reader of the same file (a water index) follows it
+        self.fill = nodata  # --nodata: a value that marks no-data besides what the file declares
         try:
             with warnings.catch_warnings():  # predict says it in its own words (see notes below)
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -299,6 +307,8 @@ class RasterSource(Source):
             if meanings[self.bands[0] - 1] == "palette" and bands is None:
                 self.palette = _palette_table(ds)
                 dtype = np.dtype(np.uint8)
+            if nodata is not None:
+                check_fill(path, np.dtype(ds.dtypes[self.bands[0] - 1]), nodata)
             self._no_data_rule(meanings, dtype)  # before the value range: its samples leave out what read() does
             lo_hi, why = value_range, ""  # why: how auto chose, when not by the data type alone
             if value_range == "auto":
@@ -320,6 +330,18 @@ class RasterSource(Source):
         self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{why}")
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
+        black = self._black_corners() if self.all_valid and dtype == np.uint8 and self.palette is None else 0
+        if black:
+            self.notes.append(f"{black} of 4 corners 0 in every band, and no no-data declared: if that is fill around "
+                              "the scene, not data, give --nodata 0 (else it is segmented, usually as dark water)")
+
+    def _black_corners(self) -> int:
+        """How many of the four corner pixels are 0 in every band read."""
+        from rasterio.windows import Window
+
+        h, w = self.ds.height, self.ds.width
+        return sum(not self.ds.read(self.bands, window=Window(x, y, 1, 1)).any()
+                   for y, x in {(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)})
 
     def _no_data_rule(self, meanings: list[str | None], dtype: np.dtype) -> None:
         """How read() tells no-data: nodata values, an alpha band, zero fill, GDAL's masks, or none."""
@@ -337,13 +359,15 @@ class RasterSource(Source):
         # no no-data declared, wider than 8 bits (reflectance, not a picture): a pixel 0 in every band read is the
         # fill a reprojection (gdalwarp, rasterio.warp) or Sentinel-2 itself leaves outside the data, not data
         self.zero_is_nodata = self.all_valid and zero_means_nodata(dtype)
-        self.all_valid &= not self.zero_is_nodata
+        self.all_valid &= not self.zero_is_nodata and self.fill is None
 
     def _valid_values(self, **how: Any) -> np.ndarray:
         """The chosen bands' values that read() counts as valid, from ds.read(..., **how) (a window, a size)."""
         a = self.ds.read(self.bands, masked=True, **how)
         if self.zero_is_nodata:
             a = np.ma.masked_array(a.data, np.broadcast_to(~a.data.any(axis=0), a.shape))
+        if self.fill is not None:
+            a = np.ma.masked_array(a.data, np.ma.getmaskarray(a) | ~(a.data != self.fill).any(axis=0))
         return a.compressed()
 
     def _central_window(self) -> np.ndarray:
@@ -387,6 +411,8 @@ class RasterSource(Source):
         # GDAL's convention: a pixel is no-data only where every band says so
         if np.issubdtype(raw.dtype, np.floating):
             valid &= np.isfinite(raw).any(axis=0)
+        if self.fill is not None:
+            valid &= (raw != self.fill).any(axis=0)
         if self.palette is not None:  # colour table: index -> RGB, and transparent entries are no-data
             rgba = self.palette[raw[0]]
             return rgba[..., :3], valid & (rgba[..., 3] > 0)
@@ -518,6 +544,16 @@ def zero_means_nodata(dtype: np.dtype) -> bool:
     return np.dtype(dtype).itemsize > 1
 
 
+def check_fill(path: Path, dtype: np.dtype, value: float) -> None:
+    """Refuse a --nodata value that the file's values cannot take (300 or 0.5 in an 8-bit image): it would mark
+    nothing, silently."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if value != int(value) or not info.min <= value <= info.max:
+            raise DataError(f"{path}: --nodata {value:g} cannot occur in its {dtype} values ({info.min}..{info.max})")
+
+
 def is_raster(path: Path) -> bool:
     """Read with GDAL window by window (anything but JPG, PNG and .npy), with raster outputs (GeoTIFF,
     polygons)."""
@@ -525,17 +561,18 @@ def is_raster(path: Path) -> bool:
 
 
 def open_source(path: Path, channels: int, bands: list[int] | None = None,
-                value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None) -> Source:
+                value_range: str | tuple[float, float] = "auto", names: tuple[str, ...] | None = None,
+                nodata: float | None = None) -> Source:
     """The one pixel reader, for training, evaluation, predict, serve and the API: Pillow for JPG and PNG, NumPy
     for .npy (H, W, C) arrays, GDAL for everything else."""
     if is_raster(path):
-        return RasterSource(path, channels, bands, value_range, names)
+        return RasterSource(path, channels, bands, value_range, names, nodata)
     if bands:
         raise DataError(f"{path}: --bands applies to rasters (GeoTIFF, VRT, JPEG 2000, ...); a "
                         f"{path.suffix.lower()} image is read as it is")
     if path.suffix.lower() == ".npy":
-        return ArraySource(load_npy(path), channels, value_range, path)
-    return ImageSource(path, channels, value_range)
+        return ArraySource(load_npy(path), channels, value_range, path, nodata=nodata)
+    return ImageSource(path, channels, value_range, nodata)
 
 
 def _images_in(folder: Path, recursive: bool):

@@ -229,8 +229,8 @@ class Predictor:
         def open_index(source: Source) -> Source:
             if not isinstance(source, RasterSource):  # an array handed to the API
                 self._refuse_without_bands(source.path, "an array")
-            # read as `--method INDEX` with the same --value-range would: the same offset
-            return open_source(source.path, 2, None, source.value_range, INDEX_BANDS[index])
+            # read as `--method INDEX` with the same --value-range and --nodata would: the same offset and fill
+            return open_source(source.path, 2, None, source.value_range, INDEX_BANDS[index], source.fill)
 
         return FusedSegmenter(unet, IndexSegmenter(index), open_index)
 
@@ -247,12 +247,14 @@ class Predictor:
         self.tags = {"unetseg_method": method, "unetseg_threshold": str(self.cfg.threshold)}
 
     def open(self, file: Path, bands: list[int] | None = None,
-             value_range: str | tuple[float, float] | None = None) -> Source:
-        """The input as this model reads it (bands and value range: the settings', unless given here)."""
+             value_range: str | tuple[float, float] | None = None, nodata: float | None = None) -> Source:
+        """The input as this model reads it (bands, value range and no-data value: the settings', unless given
+        here)."""
         if index_of(self.cfg.method) is not None and not is_raster(file):
             self._refuse_without_bands(file, f"a {file.suffix.lower()} image")
         return open_source(file, self.model_cfg.in_channels, bands or self.cfg.bands,
-                           value_range or self.value_range, self.channel_names)
+                           value_range or self.value_range, self.channel_names,
+                           self.cfg.nodata if nodata is None else nodata)
 
     def _refuse_without_bands(self, file: Path, what: str) -> None:
         """The one-line error for an input the method's water index cannot read (`what` it is instead)."""

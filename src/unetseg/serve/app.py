@@ -315,13 +315,14 @@ class Metrics:
 
 
 def request_settings(base: PredictConfig, threshold: float, tta: str | None, scale: str | None,
-                     bands: str | None, value_range: str | None, fmt: str, method: str | None = None) -> PredictConfig:
+                     bands: str | None, value_range: str | None, fmt: str, method: str | None = None,
+                     nodata: float | None = None) -> PredictConfig:
     """A request's parameters as predict settings (None: the server's), with predict's own parsing and checks
     (422 otherwise)."""
     try:
         changes = {"threshold": threshold, "tta": tta, "scale": None if scale is None else parse_scale(scale),
                    "bands": parse_bands(bands), "value_range": None if value_range is None else
-                   parse_value_range(value_range), "method": method}
+                   parse_value_range(value_range), "method": method, "nodata": nodata}
         cfg = dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None},
                                   vectors="geojson" if fmt == "geojson" else "none", probabilities=False,
                                   quicklook=False)
@@ -423,6 +424,9 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
                 value_range: str | None = Query(None, description="raw values mapped to 0..255: auto (default), "
                                                                   "percentile or LO,HI, e.g. 1000,5000 for L2A "
                                                                   "(predict --value-range)"),
+                nodata: float | None = Query(None, description="a value that marks no-data where every band has "
+                                                               "it, besides what the file declares, e.g. 0 for "
+                                                               "an 8-bit scene's black fill (predict --nodata)"),
                 method: Literal["unet", "unet+ndwi", "unet+mndwi"] | None = Query(
                     None, description="unet (default): the model alone; unet+ndwi or unet+mndwi: a multi-band "
                                       "GeoTIFF's water index as well, water where either finds it (predict --method)"),
@@ -434,7 +438,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
         unknown = [o for o in pictures if o not in PICTURES]
         if unknown:
             raise HTTPException(422, f"outputs={outputs!r}: choose from {', '.join(PICTURES)} (or none)")
-        settings = request_settings(cfg, threshold, tta, scale, bands, value_range, format, method)
+        settings = request_settings(cfg, threshold, tta, scale, bands, value_range, format, method, nodata)
         try:  # settings this model cannot take (a water index beside a multi-class model): before the upload
             variant = predictor.variant(settings)
         except ValueError as e:
