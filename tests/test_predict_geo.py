@@ -575,8 +575,8 @@ def test_nodata_applies_to_pictures_arrays_and_a_water_index_alike(tiny_run, tmp
     img[:, :12] = 0
     Image.fromarray(img).save(tmp_path / "edge.png")
     model = load(tiny_run, precision="fp32", nodata=0)
-    for given in (img, tmp_path / "edge.png"):
-        _, classes = model.predict(given)
+    for image in (img, tmp_path / "edge.png"):
+        _, classes = model.predict(image)
         assert (classes[:, :12] == 255).all() and (classes[:, 12:] != 255).all()
     stack = np.concatenate([np.moveaxis(img, -1, 0), np.full((1, 40, 50), 9, np.uint8)])  # a 4th band, never 0
     stack[:, :, :12] = 0
