@@ -137,6 +137,10 @@ def test_runs_table_lists_and_sorts(mc_run, tmp_path):
     assert table[-1].split()[6:8] == ["0.1230", "-"]
     assert format_table(rows, "train_min").splitlines()[1].startswith("a")
     assert "| 10.0 |" in format_table(rows, "run", markdown=True)
+    info["recipe"] = {**info["recipe"], "minutes": 1, "epochs": info["epochs_run"] + 5}  # a time budget cut it short
+    (tmp_path / "a" / "run.json").write_text(json.dumps(info))
+    cut = format_table(list_runs(tmp_path), "run").splitlines()[1].split()
+    assert cut[0] == "a" and cut[4] == f"{info['epochs_run']}/{info['epochs_run'] + 5}"
     with pytest.raises(ValueError, match="cannot sort by 'x'"):
         format_table(rows, "x")
     (tmp_path / "b" / "scenes-esw-val").mkdir()  # a run scored on scenes: a column of its own

@@ -725,6 +725,8 @@ def runs_(
 ):
     """List run folders as a table: model, recipe, parameters, epochs, training minutes, test scores.
 
+    Epochs read 10/25 where a time budget (train --minutes) stopped a run before its recipe's 25.
+
     Example: unetseg runs runs --sort train_min
     """
     from .runs import format_table, list_runs

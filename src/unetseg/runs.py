@@ -25,6 +25,12 @@ def _score(d: dict, key: str) -> float:
     return math.nan if v is None else v
 
 
+def train_minutes(info: dict) -> float:
+    """A run's training time in minutes from its run.json; NaN where it is missing or was not a number (null)."""
+    seconds = info.get("train_seconds")
+    return round(seconds / 60, 1) if isinstance(seconds, (int, float)) else math.nan
+
+
 def run_row(run: Path) -> dict:
     folder = RunFolder(run)
     info = _load(folder.info_path)
@@ -32,12 +38,12 @@ def run_row(run: Path) -> dict:
     tta = max((_score(_load(p), "mean_iou") for p in run.glob("metrics-tta-*.json")), default=math.nan)
     r = info.get("recipe", {})
     finished = "epochs_run" in info  # written when training ends; before that, history.csv has the epochs so far
-    seconds = info.get("train_seconds")  # null in run.json where it was not a number
     return {
         "run": run.name if finished else f"{run.name} (unfinished)", "model": r.get("model", {}).get("name", "?"),
         "recipe": r.get("name", "?"), "params": info.get("parameters", math.nan),
         "epochs": info["epochs_run"] if finished else _epochs_so_far(folder.history_path),
-        "train_min": round(seconds / 60, 1) if isinstance(seconds, (int, float)) else math.nan,
+        "epochs_of": r.get("epochs") if r.get("minutes") and finished else None,  # shown as "run/recipe's"
+        "train_min": train_minutes(info),
         "test_miou": _score(metrics, "mean_iou"), "water_iou": _score(metrics, "water_iou"),
         "tta_miou": tta,
         **{f"scenes:{p.parent.name.removeprefix('scenes-')}": _score(_load(p), "pooled_mean_iou")
@@ -63,16 +69,19 @@ def format_table(rows: list[dict], sort: str = "test_miou", markdown: bool = Fal
     columns = COLUMNS + sorted({k for r in rows for k in r if k.startswith("scenes:")})
     if sort not in columns:
         raise ValueError(f"cannot sort by {sort!r}; choose one of: {', '.join(columns)}")
-    rows = [{c: r.get(c, math.nan) for c in columns} for r in rows]
+    rows = [{c: r.get(c, math.nan) for c in columns} | {"epochs_of": r.get("epochs_of")} for r in rows]
     numeric = sort not in ("run", "model", "recipe")
     rows = sorted(rows, key=lambda r: (-r[sort] if not math.isnan(r[sort]) else math.inf) if numeric else r[sort])
 
-    def cell(column: str, v) -> str:
+    def cell(column: str, r: dict) -> str:
+        v = r[column]
         if isinstance(v, float):
             return "-" if math.isnan(v) else f"{v:.1f}" if column == "train_min" else f"{v:.4f}"
+        if column == "epochs" and r["epochs_of"] not in (None, v):  # a time budget stopped it early
+            return f"{v}/{r['epochs_of']}"
         return f"{v:,}" if isinstance(v, int) else str(v)
 
-    table = [columns] + [[cell(c, r[c]) for c in columns] for r in rows]
+    table = [columns] + [[cell(c, r) for c in columns] for r in rows]
     if markdown:
         return "\n".join(["| " + " | ".join(t) + " |" for t in table[:1]] + ["|" + "---|" * len(columns)] +
                          ["| " + " | ".join(t) + " |" for t in table[1:]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import time
@@ -22,6 +23,7 @@ from .evaluation import SEED_MEAN_IOU, evaluate_run
 from .atomic import check_output_dir, remove_stale_temporaries, write_text_atomic
 from .distributed import World
 from .runfolder import RunFolder
+from .runs import train_minutes
 from .runtime import Runtime, cpu_model
 from .head import head_of
 from .training import train
@@ -377,7 +379,8 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
     """report.md: what ran, on what, how long, the scores beside the seed's, and the figures."""
     info = RunFolder(run_dir).info()
     r = info["recipe"]
-    minutes = (info.get("train_seconds") or 0) / 60
+    minutes = train_minutes(info)
+    minutes = "-" if math.isnan(minutes) else f"{minutes:.1f} min"  # as `unetseg runs` shows it
     budget = f" (time budget {r['minutes']:g} min)" if r.get("minutes") else ""
     lines = [
         f"# unetseg run: {run_dir.name}", "",
@@ -387,7 +390,7 @@ def write_report(run_dir: Path, metrics: dict, data_desc: str, command: str) -> 
         f"- recipe: {r['name']}: {r['loss']}, {r['optimizer']} lr {r['lr']}, batch {r['batch_size']}, "
         f"{info.get('epochs_run')} of {r['epochs']} epochs, {r['image_size']} px",
         f"- machine: {info['runtime']}",
-        f"- training time: {minutes:.1f} min{budget}", f"- command: `{command}`", "",
+        f"- training time: {minutes}{budget}", f"- command: `{command}`", "",
     ]
     if list(metrics["per_class_iou"]) == ["background", "water"]:
         lines += water_table(metrics, r["image_size"])
