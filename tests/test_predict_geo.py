@@ -629,3 +629,29 @@ def test_reflectance_stored_with_a_declared_offset_or_as_floats_gives_the_masks_
         assert "values 1000..5000 -> 0..255 (the file's scale 0.0001 and offset -0.1: reflectance 0..0.4)" in r.stdout
         assert "float10000.tif: bands 1,2,3 of 4 by their names (B04 as red, B03 as green, B02 as blue), values " \
                "0..4000 -> 0..255 (float values up to 3" in r.stdout
+
+
+def test_landsat_surface_reflectance_with_no_declared_scale_is_warned_about_and_its_range_gives_the_plain_mask(
+        tiny_run, tmp_path):
+    """Landsat Collection 2 surface reflectance is stored as (reflectance + 0.2) / 2.75e-05: 7273 at reflectance 0.
+    Without its scale in the file, auto reads it as Sentinel-2's reflectance x 10000 and the model would see a
+    white image: a warning says so (under --quiet too) and names the range, which gives the mask of the same
+    reflectance stored as Sentinel-2 integers. A file that declares the scale, and an ordinary one, get no warning."""
+    refl = (noise((3, 90, 110), 5, np.uint16) * 12 + 100).astype(np.uint16)  # reflectance x 10000, 0.01..0.31
+    landsat = np.round((refl / 10000 + 0.2) / 2.75e-05).astype(np.uint16)
+    paths = {"plain": write_tif(tmp_path / "plain.tif", refl), "landsat": write_tif(tmp_path / "landsat.tif", landsat),
+             "declared": write_tif(tmp_path / "declared.tif", landsat)}
+    with rasterio.open(paths["declared"], "r+") as ds:
+        ds.scales, ds.offsets = (2.75e-05,) * 3, (-0.2,) * 3
+    r = unetseg("predict", tiny_run, *paths.values(), "--out", tmp_path / "auto", "--vectors", "none", "-q")
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stdout.splitlines() if "above 4000, the top of the auto value range" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: landsat.tif: even its darkest values (1st percentile")
+    assert "--value-range 7273,21818" in warned[0]
+    plain = read_mask(tmp_path / "auto" / "plain_mask.tif")
+    assert 0 < (plain == 1).mean() < 1
+    assert np.array_equal(read_mask(tmp_path / "auto" / "declared_mask.tif"), plain)
+    r = unetseg("predict", tiny_run, paths["landsat"], "--out", tmp_path / "ranged", "--vectors", "none", "-q",
+                "--value-range", "7273,21818")
+    assert r.returncode == 0 and "darkest values" not in r.stdout + r.stderr, r.stdout
+    assert (read_mask(tmp_path / "ranged" / "landsat_mask.tif") == plain).mean() > 0.99  # 2.75e-05 steps round

@@ -65,6 +65,7 @@ class Source:
     crs: Any = None  # rasterio CRS or None
     transform: Any = None  # affine.Affine or None (pixel grid)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown even under --quiet: the output is likely wrong
 
     @property
     def georeferenced(self) -> bool:
@@ -149,17 +150,21 @@ class ArraySource(Source):
             values = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a.ravel()
             lo, hi = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
             value_range = (float(lo), float(max(hi, lo + 1e-6)))
-        why = ""
+        why, white = "", None
         if value_range == "auto" and a.dtype != np.uint8:
             y0, x0, h, w = centre_window(a.shape[0], a.shape[1])
             centre = a[y0:y0 + h, x0:x0 + w]
-            value_range, why = sampled_range(centre if valid is None else centre[valid[y0:y0 + h, x0:x0 + w]], a.dtype)
+            sample = centre if valid is None else centre[valid[y0:y0 + h, x0:x0 + w]]
+            value_range, why = sampled_range(sample, a.dtype)
+            white = all_above(sample, value_range[1])
         self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
         self.array, self.valid = a, valid
         self.all_valid = valid is None or bool(valid.all())
         super().__init__(path, a.shape[0], a.shape[1], channels)
         if why:
             self.notes.append(f"values {self.lo:g}..{self.hi:g} -> 0..255{why}")
+        if white:
+            self.warnings.append(white)
 
     @property
     def pixels(self) -> np.ndarray:
@@ -310,7 +315,7 @@ class RasterSource(Source):
             if nodata is not None:
                 check_fill(path, np.dtype(ds.dtypes[self.bands[0] - 1]), nodata)
             self._no_data_rule(meanings, dtype)  # before the value range: its samples leave out what read() does
-            lo_hi, why = value_range, ""  # why: how auto chose, when not by the data type alone
+            lo_hi, why, white = value_range, "", None  # why: how auto chose, when not by the data type alone
             if value_range == "auto":
                 declared = declared_scaling(ds, self.bands) if self.palette is None else None
                 lo_hi = reflectance_range(*declared) if declared else default_range(dtype)
@@ -318,7 +323,9 @@ class RasterSource(Source):
                     why = " (the file's scale %g and offset %g: reflectance %g..%g)" % (*declared,
                                                                                        *default_range(np.float32))
                 elif dtype != np.uint8:
-                    lo_hi, why = sampled_range(self._central_window(), dtype)
+                    sample = self._central_window()
+                    lo_hi, why = sampled_range(sample, dtype)
+                    white = all_above(sample, lo_hi[1])
             elif value_range == "percentile":
                 lo_hi = self._percentiles(path)
             self.lo, self.hi = lo_hi
@@ -328,6 +335,8 @@ class RasterSource(Source):
         transform = ds.transform if not ds.transform.is_identity else None
         super().__init__(path, ds.height, ds.width, channels, ds.crs, transform)
         self.notes.append(f"{how}, values {self.lo:g}..{self.hi:g} -> 0..255{why}")
+        if white:
+            self.warnings.append(white)
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
         black = self._black_corners() if self.all_valid and dtype == np.uint8 and self.palette is None else 0
@@ -514,6 +523,19 @@ def sampled_range(values: np.ndarray, dtype: np.dtype) -> tuple[tuple[float, flo
     if dtype.itemsize == 2 and top > 20000:
         return (0.0, float(np.iinfo(dtype).max)), f" (values up to {top:.0f}: a 16-bit picture, not reflectance x 10000)"
     return default_range(dtype), ""
+
+
+def all_above(values: np.ndarray, top: float) -> str | None:
+    """A warning when even the darkest 1% of a sample of values lies above the top of the auto value range, so
+    that the model would see a white image: an encoding auto does not know (Landsat Collection 2 surface
+    reflectance, 7273 at reflectance 0, in a file that does not declare its scale); else None."""
+    values = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values.ravel()
+    if not values.size or (p1 := float(np.percentile(values, 1))) <= top:
+        return None
+    return (f"even its darkest values (1st percentile {p1:.6g}, central window) are above {top:g}, the top of the "
+            f"auto value range, so the model would see a white image: another encoding? For Landsat Collection 2 "
+            f"surface reflectance with no scale declared: --value-range 7273,21818; else --value-range percentile "
+            f"or LO,HI")
 
 
 def declared_scaling(ds, bands: list[int]) -> tuple[float, float] | None:

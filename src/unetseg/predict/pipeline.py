@@ -308,6 +308,8 @@ class Predictor:
     def _log_notes(self, source: Source) -> None:
         for note in source.notes if self.progress else []:  # --quiet: no per-file lines
             self.log(f"{source.path.name}: {note}")
+        for warning in source.warnings:
+            self.log(f"warning: {source.path.name}: {warning}")
         if self.progress and not self._hinted and self.cfg.method == "unet" \
                 and "water" in self.class_names and self.head.outputs == 1 and isinstance(source, RasterSource):
             usable = [i for i, (g, ir) in INDEX_BANDS.items() if g in source.meanings and ir in source.meanings]

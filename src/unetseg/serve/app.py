@@ -503,7 +503,7 @@ def create_app(run_dir: Path, rt: Runtime, cfg: PredictConfig = PredictConfig(),
                 result = variant.segment(source)
             image = source.pixels if not isinstance(source, RasterSource) else \
                 source.to_uint8(source.read(0, 0, source.height, source.width)[0])
-            crs, notes = source.crs, list(source.notes)
+            crs, notes = source.crs, source.notes + source.warnings
         finally:
             source.close()
         row, keep = result.row, result.keep
