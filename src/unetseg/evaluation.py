@@ -217,6 +217,8 @@ def evaluate_scenes(predictor, scene_set, out_dir: Path, skip: frozenset[str] = 
     for scene in (s for s in scene_set.scenes if s.name not in skip):
         source = predictor.open(scene.image, list(scene.bands) if scene.bands else None,
                                 scene.value_range if scene.value_range != "auto" else None, scene.nodata)
+        for warning in source.warnings:  # the scene's score would be wrong for a reason the user can fix
+            log(f"warning: {scene.name}: {warning}")
         try:
             t0 = time.perf_counter()
             result = predictor.segment(source, gsd=scene.gsd)
