@@ -569,7 +569,7 @@ def test_nodata_marks_an_8bit_scenes_undeclared_black_fill_and_predict_says_when
 
 def test_nodata_applies_to_pictures_arrays_and_a_water_index_alike(tiny_run, tmp_path):
     from unetseg import load
-    from unetseg.data.sources import open_source
+    from unetseg.data.sources import ArraySource, open_source
 
     img = (noise((40, 50, 3), 7) // 2 + 1).astype(np.uint8)  # never 0
     img[:, :12] = 0
@@ -578,6 +578,8 @@ def test_nodata_applies_to_pictures_arrays_and_a_water_index_alike(tiny_run, tmp
     for image in (img, tmp_path / "edge.png"):
         _, classes = model.predict(image)
         assert (classes[:, :12] == 255).all() and (classes[:, 12:] != 255).all()
+    # a percentile stretch leaves the fill out, as a raster's does
+    assert ArraySource(img, 3, "percentile").lo == 0 and ArraySource(img, 3, "percentile", nodata=0).lo >= 1
     stack = np.concatenate([np.moveaxis(img, -1, 0), np.full((1, 40, 50), 9, np.uint8)])  # a 4th band, never 0
     stack[:, :, :12] = 0
     tif = write_tif(tmp_path / "gn.tif", stack)

@@ -146,8 +146,9 @@ class ArraySource(Source):
         if np.issubdtype(a.dtype, np.floating):
             finite = np.isfinite(a).any(axis=-1)
             valid = finite if valid is None else valid & finite
-        if value_range == "percentile":
-            values = a[np.isfinite(a)] if np.issubdtype(a.dtype, np.floating) else a.ravel()
+        if value_range == "percentile":  # of the valid pixels' values, as a raster's (its no-data left out)
+            values = a if valid is None else a[valid]
+            values = values[np.isfinite(values)] if np.issubdtype(a.dtype, np.floating) else values.ravel()
             lo, hi = np.percentile(values, [2, 98]) if values.size else (0.0, 1.0)
             value_range = (float(lo), float(max(hi, lo + 1e-6)))
         why, white = "", None
