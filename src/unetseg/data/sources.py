@@ -340,7 +340,7 @@ class RasterSource(Source):
             self.warnings.append(white)
         if ds.crs is None:
             self.notes.append("no CRS: the mask keeps the pixel grid, polygons are in pixel units, areas in pixels")
-        black = self._black_corners() if self.all_valid and dtype == np.uint8 and self.palette is None else 0
+        black = self._black_corners() if self.all_valid and dtype == np.uint8 else 0  # all_valid: no palette, no --nodata
         if black:
             self.notes.append(f"{black} of 4 corners 0 in every band, and no no-data declared: if that is fill around "
                               "the scene, not data, give --nodata 0 (else it is segmented, usually as dark water)")
@@ -361,23 +361,32 @@ class RasterSource(Source):
         flags = [ds.mask_flag_enums[b - 1] for b in self.bands]
         # an alpha band masks the pixels whether or not GDAL's mask flags say so (an .aux.xml may name it)
         self.alpha = next((b for b in range(1, ds.count + 1) if meanings[b - 1] == "alpha"), None)
-        self.all_valid = all(f == [MaskFlags.all_valid] for f in flags) and self.palette is None \
+        # the file itself marks no pixel (no nodata value, mask, alpha or palette): read() needs no mask from GDAL
+        self.file_valid = all(f == [MaskFlags.all_valid] for f in flags) and self.palette is None \
             and self.alpha is None
         self.nodata_values = None
         if all(f == [MaskFlags.nodata] for f in flags):
             self.nodata_values = np.array([ds.nodatavals[b - 1] for b in self.bands], dtype=ds.dtypes[self.bands[0] - 1])
         # no no-data declared, wider than 8 bits (reflectance, not a picture): a pixel 0 in every band read is the
         # fill a reprojection (gdalwarp, rasterio.warp) or Sentinel-2 itself leaves outside the data, not data
-        self.zero_is_nodata = self.all_valid and zero_means_nodata(dtype)
-        self.all_valid &= not self.zero_is_nodata and self.fill is None
+        self.zero_is_nodata = self.file_valid and zero_means_nodata(dtype)
+        self.all_valid = self.file_valid and not self.zero_is_nodata and self.fill is None  # every pixel, surely
+
+    def _kept_by_value(self, raw: np.ndarray) -> np.ndarray | None:
+        """(h, w) pixels of raw (bands, h, w) that the values' own rules keep (zero fill, --nodata); None if no
+        such rule applies."""
+        keep = raw.any(axis=0) if self.zero_is_nodata else None
+        if self.fill is not None:
+            not_fill = (raw != self.fill).any(axis=0)
+            keep = not_fill if keep is None else keep & not_fill
+        return keep
 
     def _valid_values(self, **how: Any) -> np.ndarray:
         """The chosen bands' values that read() counts as valid, from ds.read(..., **how) (a window, a size)."""
         a = self.ds.read(self.bands, masked=True, **how)
-        if self.zero_is_nodata:
-            a = np.ma.masked_array(a.data, np.broadcast_to(~a.data.any(axis=0), a.shape))
-        if self.fill is not None:
-            a = np.ma.masked_array(a.data, np.ma.getmaskarray(a) | ~(a.data != self.fill).any(axis=0))
+        keep = self._kept_by_value(a.data)
+        if keep is not None:
+            a = np.ma.masked_array(a.data, np.ma.getmaskarray(a) | ~keep)
         return a.compressed()
 
     def _central_window(self) -> np.ndarray:
@@ -410,9 +419,7 @@ class RasterSource(Source):
                 valid = (raw != self.nodata_values[:, None, None]).any(axis=0)
             elif self.alpha is not None:
                 valid = self.ds.read(self.alpha, window=win) > 0
-            elif self.zero_is_nodata:
-                valid = raw.any(axis=0)
-            elif self.all_valid:
+            elif self.file_valid:
                 valid = np.ones((h, w), bool)
             else:  # internal masks, alpha bands
                 valid = (self.ds.read_masks(self.bands, window=win) > 0).any(axis=0)
@@ -421,8 +428,8 @@ class RasterSource(Source):
         # GDAL's convention: a pixel is no-data only where every band says so
         if np.issubdtype(raw.dtype, np.floating):
             valid &= np.isfinite(raw).any(axis=0)
-        if self.fill is not None:
-            valid &= (raw != self.fill).any(axis=0)
+        if (keep := self._kept_by_value(raw)) is not None:
+            valid &= keep
         if self.palette is not None:  # colour table: index -> RGB, and transparent entries are no-data
             rgba = self.palette[raw[0]]
             return rgba[..., :3], valid & (rgba[..., 3] > 0)
