@@ -156,8 +156,7 @@ class ArraySource(Source):
             y0, x0, h, w = centre_window(a.shape[0], a.shape[1])
             centre = a[y0:y0 + h, x0:x0 + w]
             sample = centre if valid is None else centre[valid[y0:y0 + h, x0:x0 + w]]
-            value_range, why = sampled_range(sample, a.dtype)
-            white = all_above(sample, value_range[1])
+            value_range, why, white = sampled_range(sample, a.dtype)
         self.lo, self.hi = default_range(a.dtype) if value_range == "auto" else value_range
         self.array, self.valid = a, valid
         self.all_valid = valid is None or bool(valid.all())
@@ -324,9 +323,7 @@ class RasterSource(Source):
                     why = " (the file's scale %g and offset %g: reflectance %g..%g)" % (*declared,
                                                                                        *default_range(np.float32))
                 elif dtype != np.uint8:
-                    sample = self._central_window()
-                    lo_hi, why = sampled_range(sample, dtype)
-                    white = all_above(sample, lo_hi[1])
+                    lo_hi, why, white = sampled_range(self._central_window(), dtype)
             elif value_range == "percentile":
                 lo_hi = self._percentiles(path)
             self.lo, self.hi = lo_hi
@@ -513,14 +510,21 @@ def choose_bands(path: Path, meanings: list[str | None], descriptions: list[str 
     raise DataError(f"{path}: has {len(colour)} colour band(s){listing} but the model needs {wanted}")
 
 
-def sampled_range(values: np.ndarray, dtype: np.dtype) -> tuple[tuple[float, float], str]:
-    """The auto value range of data that is not 8-bit, from a sample of its values, and why when the data type's
-    rule (pixels.default_range) does not hold. Reflectance never reaches 2 (about 1.5 at most), so floats with a
-    99th percentile above 2 are reflectance x 10000 (0..4000) or, none above 255, an 8-bit picture stored as
-    floats (0..255); and 16-bit integers with a 99th percentile above 20000 are a 16-bit picture (0..65535 or
-    the type's top), not reflectance x 10000."""
+def sampled_range(values: np.ndarray, dtype: np.dtype) -> tuple[tuple[float, float], str, str | None]:
+    """The auto value range of data that is not 8-bit, from a sample of its values; why, when the data type's
+    rule (pixels.default_range) does not hold; and a warning when even so the model would see a white image
+    (all_above). Reflectance never reaches 2 (about 1.5 at most), so floats with a 99th percentile above 2 are
+    reflectance x 10000 (0..4000) or, none above 255, an 8-bit picture stored as floats (0..255); and 16-bit
+    integers with a 99th percentile above 20000 are a 16-bit picture (0..65535 or the type's top), not
+    reflectance x 10000."""
     dtype = np.dtype(dtype)
     values = values[np.isfinite(values)] if np.issubdtype(dtype, np.floating) else values.ravel()
+    lo_hi, why = _range_of(values, dtype)
+    return lo_hi, why, all_above(values, lo_hi[1])
+
+
+def _range_of(values: np.ndarray, dtype: np.dtype) -> tuple[tuple[float, float], str]:
+    """sampled_range's range and why, from the sample's finite values."""
     top = float(np.percentile(values, 99)) if values.size else 0.0
     if np.issubdtype(dtype, np.floating):
         if top <= 2:
@@ -534,10 +538,9 @@ def sampled_range(values: np.ndarray, dtype: np.dtype) -> tuple[tuple[float, flo
 
 
 def all_above(values: np.ndarray, top: float) -> str | None:
-    """A warning when even the darkest 1% of a sample of values lies above the top of the auto value range, so
-    that the model would see a white image: an encoding auto does not know (Landsat Collection 2 surface
+    """A warning when even the darkest 1% of a sample's finite values lies above the top of the auto value range,
+    so that the model would see a white image: an encoding auto does not know (Landsat Collection 2 surface
     reflectance, 7273 at reflectance 0, in a file that does not declare its scale); else None."""
-    values = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values.ravel()
     if not values.size or (p1 := float(np.percentile(values, 1))) <= top:
         return None
     return (f"even its darkest values (1st percentile {p1:.6g}, central window) are above {top:g}, the top of the "
